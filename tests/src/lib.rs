@@ -1,0 +1,1 @@
+//! ferry-tests: end-to-end tests that start real nodes
