@@ -1,1 +1,301 @@
-fn main() {}
+//! `ferry`: run a node, or talk to one.
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+
+use ferry_runtime::client::Client;
+use ferry_runtime::config::{Config, RawConfig};
+
+/// ferry: a serverless runtime for WebAssembly functions that runs the
+/// I/O-heavy part of a function next to its data. It speaks Faasm's HTTP
+/// API (invocations on :8080, uploads on :8002) and guest ABI.
+///
+/// Quick start: `ferry up` starts a node with its data in ./data; then
+/// `ferry upload demo hello hello.wasm` and `ferry invoke demo hello --input hi`.
+#[derive(Parser)]
+#[command(name = "ferry", version, about, long_about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start an all-in-one node (compute and storage roles, embedded object store).
+    Up(UpArgs),
+    /// Upload a wasm function.
+    Upload {
+        user: String,
+        function: String,
+        /// The .wasm file.
+        file: PathBuf,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Invoke a function and print its output (exit code 1 if it failed).
+    Invoke {
+        user: String,
+        function: String,
+        /// The call's input (input_data).
+        #[arg(long, default_value = "")]
+        input: String,
+        /// Return the call id at once instead of waiting.
+        #[arg(long = "async")]
+        is_async: bool,
+        /// Run every funclet locally: the no-offload baseline.
+        #[arg(long)]
+        forbid_ndp: bool,
+        /// Extra argv for the function, split on spaces.
+        #[arg(long, default_value = "")]
+        cmdline: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Poll an asynchronous call.
+    Status {
+        id: u64,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Objects in a user's namespace (the data functions read near).
+    #[command(subcommand)]
+    Object(ObjectCommand),
+}
+
+#[derive(Subcommand)]
+enum ObjectCommand {
+    /// Write an object from FILE (or stdin when FILE is omitted or `-`).
+    Put {
+        user: String,
+        key: String,
+        file: Option<PathBuf>,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Print an object to stdout.
+    Get {
+        user: String,
+        key: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Delete an object.
+    Rm {
+        user: String,
+        key: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// List a user's objects (JSON).
+    Ls {
+        user: String,
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+/// Which node a client command talks to.
+#[derive(Args)]
+struct Target {
+    /// The node's host name or address.
+    #[arg(long, default_value = "localhost")]
+    host: String,
+    #[arg(long, default_value_t = 8080)]
+    http_port: u16,
+    #[arg(long, default_value_t = 8002)]
+    upload_port: u16,
+}
+
+impl Target {
+    fn client(&self) -> Client {
+        Client::new(&self.host, self.http_port, self.upload_port)
+    }
+}
+
+#[derive(Args)]
+struct UpArgs {
+    /// A TOML config file; the flags below override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Data directory (functions, objects).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Address to listen on.
+    #[arg(long)]
+    bind: Option<std::net::IpAddr>,
+    /// Invocation port (0 picks a free one).
+    #[arg(long)]
+    http_port: Option<u16>,
+    /// Upload port (0 picks a free one).
+    #[arg(long)]
+    upload_port: Option<u16>,
+    /// Shards to run, one per core (default: every core).
+    #[arg(long)]
+    cores: Option<usize>,
+    /// Upload every `<user>/<function>.wasm` under this directory at start.
+    #[arg(long)]
+    functions: Option<PathBuf>,
+    /// Write the bound addresses as JSON here once the node serves.
+    #[arg(long)]
+    ready_file: Option<PathBuf>,
+    /// Wall-clock limit of one call, in milliseconds.
+    #[arg(long)]
+    call_ms_max: Option<u64>,
+    /// Linear-memory cap of one call, in bytes.
+    #[arg(long)]
+    memory_bytes_max: Option<u64>,
+    /// Calls in flight per shard before the node answers 503.
+    #[arg(long)]
+    calls_in_flight_max: Option<usize>,
+    /// Input cap of one call, in bytes.
+    #[arg(long)]
+    input_bytes_max: Option<usize>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("ferry: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Up(args) => {
+            init_logging();
+            ferry_runtime::node::run(up_config(args)?)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Upload {
+            user,
+            function,
+            file,
+            target,
+        } => {
+            let wasm =
+                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let body = target.client().upload(&user, &function, &wasm)?.ok()?;
+            println!("{}", String::from_utf8_lossy(&body));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Invoke {
+            user,
+            function,
+            input,
+            is_async,
+            forbid_ndp,
+            cmdline,
+            target,
+        } => {
+            let message = serde_json::json!({
+                "user": user, "function": function, "input_data": input,
+                "async": is_async, "forbid_ndp": forbid_ndp, "cmdline": cmdline,
+            });
+            print_reply(target.client().invoke(&message)?)
+        }
+        Command::Status { id, target } => {
+            let message = serde_json::json!({ "status": true, "id": id });
+            print_reply(target.client().invoke(&message)?)
+        }
+        Command::Object(command) => object(command),
+    }
+}
+
+/// Prints the body; a non-2xx reply goes to stderr and exits 1.
+fn print_reply(reply: ferry_runtime::client::Reply) -> Result<ExitCode> {
+    if (200..300).contains(&reply.status) {
+        std::io::stdout().write_all(&reply.body)?;
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!(
+            "HTTP {}: {}",
+            reply.status,
+            String::from_utf8_lossy(&reply.body)
+        );
+        Ok(ExitCode::from(1))
+    }
+}
+
+fn object(command: ObjectCommand) -> Result<ExitCode> {
+    match command {
+        ObjectCommand::Put {
+            user,
+            key,
+            file,
+            target,
+        } => {
+            let bytes = match file {
+                Some(path) if path.as_os_str() != "-" => {
+                    std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?
+                }
+                _ => {
+                    let mut bytes = Vec::new();
+                    std::io::stdin()
+                        .read_to_end(&mut bytes)
+                        .context("reading stdin")?;
+                    bytes
+                }
+            };
+            print_reply(target.client().object_put(&user, &key, &bytes)?)
+        }
+        ObjectCommand::Get { user, key, target } => {
+            print_reply(target.client().object_get(&user, &key)?)
+        }
+        ObjectCommand::Rm { user, key, target } => {
+            print_reply(target.client().object_delete(&user, &key)?)
+        }
+        ObjectCommand::Ls { user, target } => print_reply(target.client().object_list(&user)?),
+    }
+}
+
+fn up_config(args: UpArgs) -> Result<Config> {
+    let UpArgs {
+        config,
+        data,
+        bind,
+        http_port,
+        upload_port,
+        cores,
+        functions,
+        ready_file,
+        call_ms_max,
+        memory_bytes_max,
+        calls_in_flight_max,
+        input_bytes_max,
+    } = args;
+    let mut raw = match &config {
+        Some(path) => RawConfig::from_file(path)?,
+        None => RawConfig::default(),
+    };
+    let node = &mut raw.node;
+    node.data = data.or(node.data.take());
+    node.bind = bind.or(node.bind);
+    node.http_port = http_port.or(node.http_port);
+    node.upload_port = upload_port.or(node.upload_port);
+    node.cores = cores.or(node.cores);
+    node.functions = functions.or(node.functions.take());
+    node.ready_file = ready_file.or(node.ready_file.take());
+    let limits = &mut raw.limits;
+    limits.call_ms_max = call_ms_max.or(limits.call_ms_max);
+    limits.memory_bytes_max = memory_bytes_max.or(limits.memory_bytes_max);
+    limits.calls_in_flight_max = calls_in_flight_max.or(limits.calls_in_flight_max);
+    limits.input_bytes_max = input_bytes_max.or(limits.input_bytes_max);
+    Config::validate(raw)
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FERRY_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}

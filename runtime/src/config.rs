@@ -1,0 +1,195 @@
+//! Node configuration: TOML file -> [`RawConfig`] (serde) -> [`Config::validate`]
+//! (field by field, so a new field cannot be forgotten) -> an immutable
+//! [`Config`] shared by every shard. CLI flags are applied to the raw form
+//! before validation, so they go through the same checks.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+
+use crate::limits;
+
+/// The validated, immutable configuration of one node.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub name: String,
+    pub data_dir: PathBuf,
+    pub http_addr: SocketAddr,
+    pub upload_addr: SocketAddr,
+    /// Shards to run (one per core); `None` means every core hwloc reports.
+    pub cores: Option<usize>,
+    /// A directory of `<user>/<function>.wasm` files uploaded at start.
+    pub functions_dir: Option<PathBuf>,
+    /// Written once the node serves, with the bound ports (for scripts/tests).
+    pub ready_file: Option<PathBuf>,
+    pub limits: Limits,
+}
+
+/// Per-call and per-shard limits.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub memory_bytes_max: u64,
+    pub call_ms_max: u64,
+    pub input_bytes_max: usize,
+    pub output_bytes_max: usize,
+    pub log_bytes_max: usize,
+    pub calls_in_flight_max: usize,
+    pub async_result_retention_s: u64,
+}
+
+/// The file's form, and the form CLI flags write into before validation.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub node: RawNode,
+    #[serde(default)]
+    pub limits: RawLimits,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNode {
+    pub name: Option<String>,
+    pub data: Option<PathBuf>,
+    pub bind: Option<IpAddr>,
+    pub http_port: Option<u16>,
+    pub upload_port: Option<u16>,
+    pub cores: Option<usize>,
+    pub functions: Option<PathBuf>,
+    pub ready_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    pub memory_bytes_max: Option<u64>,
+    pub call_ms_max: Option<u64>,
+    pub input_bytes_max: Option<usize>,
+    pub output_bytes_max: Option<usize>,
+    pub log_bytes_max: Option<usize>,
+    pub calls_in_flight_max: Option<usize>,
+    pub async_result_retention_s: Option<u64>,
+}
+
+impl RawConfig {
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("parsing config {}", path.display()))
+    }
+}
+
+impl Config {
+    pub fn validate(raw: RawConfig) -> Result<Config> {
+        let RawConfig { node, limits } = raw;
+        let RawNode {
+            name,
+            data,
+            bind,
+            http_port,
+            upload_port,
+            cores,
+            functions,
+            ready_file,
+        } = node;
+        let bind = bind.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        let http_port = http_port.unwrap_or(8080);
+        let upload_port = upload_port.unwrap_or(8002);
+        if http_port == upload_port && http_port != 0 {
+            bail!("the invocation and upload ports must differ (both are {http_port})");
+        }
+        if cores == Some(0) {
+            bail!("cores must be at least 1");
+        }
+        let name = name.unwrap_or_else(|| "ferry".to_owned());
+        if name.is_empty() {
+            bail!("node name must not be empty");
+        }
+        Ok(Config {
+            name,
+            data_dir: data.unwrap_or_else(|| PathBuf::from("data")),
+            http_addr: SocketAddr::new(bind, http_port),
+            upload_addr: SocketAddr::new(bind, upload_port),
+            cores,
+            functions_dir: functions,
+            ready_file,
+            limits: Limits::validate(limits)?,
+        })
+    }
+}
+
+impl Limits {
+    fn validate(raw: RawLimits) -> Result<Limits> {
+        let RawLimits {
+            memory_bytes_max,
+            call_ms_max,
+            input_bytes_max,
+            output_bytes_max,
+            log_bytes_max,
+            calls_in_flight_max,
+            async_result_retention_s,
+        } = raw;
+        let memory_bytes_max = memory_bytes_max.unwrap_or(limits::MEMORY_BYTES_MAX_DEFAULT);
+        if !(64 << 10..=limits::MEMORY_BYTES_MAX_CEILING).contains(&memory_bytes_max) {
+            bail!(
+                "limits.memory_bytes_max must be between 64 KiB and {} bytes, not {memory_bytes_max}",
+                limits::MEMORY_BYTES_MAX_CEILING
+            );
+        }
+        let call_ms_max = call_ms_max.unwrap_or(limits::CALL_MS_MAX_DEFAULT);
+        if call_ms_max == 0 {
+            bail!("limits.call_ms_max must be positive");
+        }
+        let input_bytes_max = input_bytes_max.unwrap_or(limits::INPUT_BYTES_MAX_DEFAULT);
+        if input_bytes_max > limits::INPUT_BYTES_MAX_DEFAULT {
+            bail!(
+                "limits.input_bytes_max is at most {} bytes (the HTTP body cap)",
+                limits::INPUT_BYTES_MAX_DEFAULT
+            );
+        }
+        let calls_in_flight_max =
+            calls_in_flight_max.unwrap_or(limits::CALLS_IN_FLIGHT_MAX_DEFAULT);
+        if !(1..=4096).contains(&calls_in_flight_max) {
+            bail!("limits.calls_in_flight_max must be between 1 and 4096");
+        }
+        Ok(Limits {
+            memory_bytes_max,
+            call_ms_max,
+            input_bytes_max,
+            output_bytes_max: output_bytes_max.unwrap_or(limits::OUTPUT_BYTES_MAX_DEFAULT),
+            log_bytes_max: log_bytes_max.unwrap_or(limits::LOG_BYTES_MAX_DEFAULT),
+            calls_in_flight_max,
+            async_result_retention_s: async_result_retention_s
+                .unwrap_or(limits::ASYNC_RESULT_RETENTION_S_DEFAULT),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_faasm_ports() -> Result<()> {
+        let config = Config::validate(RawConfig::default())?;
+        assert_eq!(config.http_addr.port(), 8080);
+        assert_eq!(config.upload_addr.port(), 8002);
+        Ok(())
+    }
+
+    #[test]
+    fn file_fields_are_checked() -> Result<()> {
+        let raw: RawConfig =
+            toml::from_str("[node]\nhttp_port = 9000\n[limits]\ncall_ms_max = 5\n")?;
+        let config = Config::validate(raw)?;
+        assert_eq!(config.http_addr.port(), 9000);
+        assert_eq!(config.limits.call_ms_max, 5);
+        assert!(toml::from_str::<RawConfig>("[node]\nhttp_prot = 1\n").is_err());
+        let raw: RawConfig = toml::from_str("[limits]\nmemory_bytes_max = 1\n")?;
+        assert!(Config::validate(raw).is_err());
+        Ok(())
+    }
+}

@@ -1,0 +1,394 @@
+//! The wasm executor: one wasmtime [`Engine`] per node (shared read-only by
+//! every shard), the pooling allocator with copy-on-write memory images, and
+//! the life of one call in a fresh [`Store`].
+//!
+//! **Architecture invariant:** a call never compiles. Modules are compiled
+//! once at upload (on a blocking thread) and loaded from their artifact by
+//! mmap; a call only instantiates an `InstancePre` from the pool.
+
+pub mod rewrite;
+mod zygote;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use wasmtime::error::Context;
+use wasmtime::{bail, format_err as anyhow, Result};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, InstancePre, Linker, Module, OptLevel,
+    PoolingAllocationConfig, ResourceLimiter, Store, UpdateDeadline, Val,
+};
+use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::WasiCtxBuilder;
+
+pub use rewrite::ModuleFacts;
+pub use zygote::run_zygote;
+
+use crate::config::Limits;
+use crate::host;
+use crate::limits;
+
+/// A function as uploaded, compiled and ready to instantiate.
+pub struct Function {
+    pub user: String,
+    pub name: String,
+    /// sha256 of the wasm as uploaded (what `GET /f/...` returns).
+    pub wasm_sha256: String,
+    pub module: Module,
+    pub pre: InstancePre<CallCtx>,
+    pub facts: ModuleFacts,
+}
+
+/// Where a call starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Entry {
+    /// `_start`, which runs `main(argc, argv)`.
+    Start,
+    /// Table element `n`, type `() -> i32` (`func_ptr`, `chain_ptr`).
+    TableIndex(u32),
+}
+
+/// Everything one call needs, as the invocation layer hands it over.
+#[derive(Debug, Clone)]
+pub struct CallSpec {
+    pub id: u32,
+    pub user: Arc<str>,
+    pub function: Arc<str>,
+    pub input: Arc<[u8]>,
+    pub cmdline: String,
+    pub entry: Entry,
+    pub forbid_ndp: bool,
+    pub deadline: Instant,
+    /// 0 for a call from outside; parent's depth + 1 for a chained call.
+    pub depth: u32,
+}
+
+/// How a call ended.
+#[derive(Debug, Clone)]
+pub struct CallResult {
+    pub return_code: i32,
+    pub output: Vec<u8>,
+    /// Whether the guest set an output (an empty one counts).
+    pub output_set: bool,
+    /// Captured stdout then stderr.
+    pub log: String,
+    /// Why the call failed when it did not return normally (trap, deadline,
+    /// memory cap, a host call's refusal).
+    pub failure: Option<String>,
+    pub duration: Duration,
+}
+
+impl CallResult {
+    pub fn failed(reason: String, started: Instant) -> CallResult {
+        CallResult {
+            return_code: 1,
+            output: Vec::new(),
+            output_set: false,
+            log: String::new(),
+            failure: Some(reason),
+            duration: started.elapsed(),
+        }
+    }
+}
+
+/// A region of linear memory handed out by `getMmap`, reusable after `unmap`.
+#[derive(Debug, Clone, Copy)]
+pub struct Mapping {
+    pub addr: u32,
+    pub pages: u32,
+    pub free: bool,
+}
+
+/// The store data of one call: what host functions reach through `Caller`.
+pub struct CallCtx {
+    pub wasi: WasiP1Ctx,
+    pub spec: CallSpec,
+    pub function: Arc<Function>,
+    pub output: Option<Vec<u8>>,
+    pub memory_bytes_max: u64,
+    pub output_bytes_max: usize,
+    pub maps: Vec<Mapping>,
+    /// Ids of the calls this call chained, for await and for clean-up.
+    pub chained: Vec<u32>,
+    /// Lines for the call's log written by host functions (e.g. why a put failed).
+    pub host_log: String,
+    stdout: MemoryOutputPipe,
+    stderr: MemoryOutputPipe,
+}
+
+impl ResourceLimiter for CallCtx {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> Result<bool> {
+        if desired as u64 > self.memory_bytes_max {
+            bail!(
+                "memory cap exceeded: growing linear memory from {current} to {desired} bytes, cap is {} bytes",
+                self.memory_bytes_max
+            );
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> Result<bool> {
+        Ok(desired <= TABLE_ELEMENTS_MAX)
+    }
+}
+
+const TABLE_ELEMENTS_MAX: usize = 100_000;
+
+/// The node's executor: engine, base linker and limits.
+pub struct Executor {
+    pub engine: Engine,
+    linker: Linker<CallCtx>,
+    pub limits: Limits,
+}
+
+impl Executor {
+    /// Builds the engine with a pool sized for `shards` shards.
+    ///
+    /// Each pooled memory reserves 4 GiB of address space plus guards (so
+    /// bounds checks compile away): 2 shards x 96 slots is ~0.8 TiB of the
+    /// 128 TiB user address space, reserved not committed.
+    pub fn new(limits: Limits, shards: usize) -> Result<Executor> {
+        let slots_per_shard =
+            limits.calls_in_flight_max as u32 + limits::INSTANCES_HEADROOM_PER_SHARD;
+        let slots = slots_per_shard.saturating_mul(shards as u32);
+        let mut pool = PoolingAllocationConfig::new();
+        pool.total_core_instances(slots)
+            .total_memories(slots)
+            .total_tables(slots)
+            .total_stacks(slots)
+            .max_memories_per_module(1)
+            .max_tables_per_module(1)
+            .table_elements(TABLE_ELEMENTS_MAX)
+            .max_memory_size(limits.memory_bytes_max as usize);
+        let mut config = Config::new();
+        config
+            .epoch_interruption(true)
+            .cranelift_opt_level(OptLevel::Speed)
+            .memory_init_cow(true)
+            .async_stack_size(limits::ASYNC_STACK_BYTES)
+            .max_wasm_stack(limits::WASM_STACK_BYTES_MAX)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&config).context("creating the wasm engine")?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p1::add_to_linker_async(&mut linker, |ctx: &mut CallCtx| &mut ctx.wasi)
+            .context("linking WASI preview 1")?;
+        host::add_to_linker(&mut linker).context("linking the Faasm imports")?;
+        Ok(Executor {
+            engine,
+            linker,
+            limits,
+        })
+    }
+
+    /// Compiles a module. Slow (Cranelift): call it on a blocking thread.
+    pub fn compile(&self, wasm: &[u8]) -> Result<Module> {
+        Module::new(&self.engine, wasm).context("compiling the module")
+    }
+
+    /// Links a module: the host's imports, and every other import a trap
+    /// that names it, so no module fails to load for a name it never calls.
+    pub fn prepare(&self, module: &Module) -> Result<InstancePre<CallCtx>> {
+        let mut linker = self.linker.clone();
+        linker
+            .define_unknown_imports_as_traps(module)
+            .context("linking unknown imports")?;
+        linker.instantiate_pre(module).context("linking the module")
+    }
+
+    /// A fresh store for one call, with limits, WASI and the deadline set.
+    pub fn store(&self, function: Arc<Function>, spec: CallSpec) -> Store<CallCtx> {
+        let stdout = MemoryOutputPipe::new(self.limits.log_bytes_max);
+        let stderr = MemoryOutputPipe::new(self.limits.log_bytes_max);
+        let mut args = vec![format!("{}.wasm", spec.function)];
+        args.extend(
+            spec.cmdline
+                .split(' ')
+                .filter(|a| !a.is_empty())
+                .map(str::to_owned),
+        );
+        args[0] = "function.wasm".to_owned();
+        let wasi = WasiCtxBuilder::new()
+            .args(&args)
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .build_p1();
+        let deadline = spec.deadline;
+        let ctx = CallCtx {
+            wasi,
+            spec,
+            function,
+            output: None,
+            memory_bytes_max: self.limits.memory_bytes_max,
+            output_bytes_max: self.limits.output_bytes_max,
+            maps: Vec::new(),
+            chained: Vec::new(),
+            host_log: String::new(),
+            stdout,
+            stderr,
+        };
+        let mut store = Store::new(&self.engine, ctx);
+        store.limiter(|ctx| ctx);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            if Instant::now() >= deadline {
+                Err(anyhow!("deadline exceeded"))
+            } else {
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+        store
+    }
+
+    /// Runs one call to completion: instantiate, run the entry, collect
+    /// output and log. Never fails: every failure is a [`CallResult`].
+    pub async fn run(&self, function: Arc<Function>, spec: CallSpec) -> CallResult {
+        let started = Instant::now();
+        let entry = spec.entry;
+        let deadline = spec.deadline;
+        let mut store = self.store(function.clone(), spec);
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let run = run_entry(&mut store, &function, entry);
+        // The epoch callback stops a guest that computes; this timer also
+        // stops one that waits in a host call.
+        let outcome = match glommio::timer::timeout(remaining, async { Ok(run.await) }).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(anyhow!("deadline exceeded")),
+        };
+        finish(store, outcome, started)
+    }
+}
+
+async fn run_entry(store: &mut Store<CallCtx>, function: &Function, entry: Entry) -> Result<i32> {
+    let instance = function
+        .pre
+        .instantiate_async(&mut *store)
+        .await
+        .context("instantiating")?;
+    match entry {
+        Entry::Start => {
+            let start = instance
+                .get_typed_func::<(), ()>(&mut *store, "_start")
+                .context("the module has no `_start` export of type () -> ()")?;
+            start.call_async(&mut *store, ()).await?;
+            Ok(0)
+        }
+        Entry::TableIndex(index) => {
+            let func = table_func(&mut *store, &instance, index)?;
+            call_i32(&mut *store, &func, &[]).await
+        }
+    }
+}
+
+/// Table element `index` of an instance, through the export the rewrite added.
+pub fn table_func(
+    store: &mut Store<CallCtx>,
+    instance: &wasmtime::Instance,
+    index: u32,
+) -> Result<wasmtime::Func> {
+    let table = instance
+        .get_table(&mut *store, rewrite::TABLE_EXPORT)
+        .ok_or_else(|| anyhow!("the module has no function table"))?;
+    lookup_table(store, &table, index)
+}
+
+pub fn lookup_table(
+    mut store: impl wasmtime::AsContextMut,
+    table: &wasmtime::Table,
+    index: u32,
+) -> Result<wasmtime::Func> {
+    let size = table.size(&store);
+    let element = table.get(&mut store, u64::from(index)).ok_or_else(|| {
+        anyhow!("function pointer {index} is outside the table of {size} elements")
+    })?;
+    element
+        .as_func()
+        .flatten()
+        .copied()
+        .ok_or_else(|| anyhow!("function pointer {index} is a null table element"))
+}
+
+/// Calls `func` with i32 arguments, checking its type is `(i32 * n) -> i32`.
+pub async fn call_i32(
+    mut store: impl wasmtime::AsContextMut<Data = CallCtx>,
+    func: &wasmtime::Func,
+    args: &[i32],
+) -> Result<i32> {
+    let ty = func.ty(&store);
+    let params_ok =
+        ty.params().len() == args.len() && ty.params().all(|p| matches!(p, wasmtime::ValType::I32));
+    let results: Vec<_> = ty.results().collect();
+    if !params_ok || results.len() != 1 || !matches!(results[0], wasmtime::ValType::I32) {
+        bail!(
+            "function pointer has type {ty:?}; expected {} i32 parameter(s) and an i32 result",
+            args.len()
+        );
+    }
+    let params: Vec<Val> = args.iter().map(|a| Val::I32(*a)).collect();
+    let mut out = [Val::I32(0)];
+    func.call_async(&mut store, &params, &mut out).await?;
+    match out[0] {
+        Val::I32(v) => Ok(v),
+        _ => Err(anyhow!("function pointer returned a non-i32 value")),
+    }
+}
+
+fn finish(store: Store<CallCtx>, outcome: Result<i32>, started: Instant) -> CallResult {
+    let ctx = store.into_data();
+    if let Ok(shard) = crate::shard::LocalShard::current("") {
+        shard.release_chained(&ctx.chained);
+    }
+    let mut log = String::from_utf8_lossy(&ctx.stdout.contents()).into_owned();
+    log.push_str(&String::from_utf8_lossy(&ctx.stderr.contents()));
+    log.push_str(&ctx.host_log);
+    let (return_code, failure) = match outcome {
+        Ok(code) => (code, None),
+        Err(error) => match error.downcast_ref::<wasmtime_wasi::I32Exit>() {
+            Some(exit) => (exit.0, None),
+            None => (1, Some(describe_failure(&error))),
+        },
+    };
+    if let Some(reason) = &failure {
+        log.push_str(reason);
+        log.push('\n');
+    }
+    let output_set = ctx.output.is_some();
+    CallResult {
+        return_code,
+        output: ctx.output.unwrap_or_default(),
+        output_set,
+        log,
+        failure,
+        duration: started.elapsed(),
+    }
+}
+
+/// One line: the root cause (our own message for deadlines, memory caps
+/// and host refusals; wasmtime's for traps), without the wasm backtrace.
+pub fn describe_failure(error: &wasmtime::Error) -> String {
+    let root = error.root_cause().to_string();
+    root.lines().next().unwrap_or("call failed").to_owned()
+}
+
+/// Engine epoch ticker: every tick, running guests yield their shard, and
+/// the deadline callback checks the wall clock.
+pub fn start_epoch_ticker(engine: Engine) -> anyhow::Result<()> {
+    std::thread::Builder::new()
+        .name("ferry-epoch".into())
+        .spawn(move || loop {
+            std::thread::sleep(Duration::from_millis(limits::EPOCH_TICK_MS));
+            engine.increment_epoch();
+        })
+        .map_err(|e| anyhow::anyhow!("starting the epoch ticker thread: {e}"))?;
+    Ok(())
+}

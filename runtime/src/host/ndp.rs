@@ -1,0 +1,239 @@
+//! Objects and funclets (Faasm's NDP fork): `__faasmndp_put`,
+//! `__faasmndp_getMmap`, `__faasmndp_unmap`, `__faasmndp_storageCallAndAwait*`.
+//! Objects live in the calling user's namespace of the node's object store.
+
+use std::fmt::Write as _;
+
+use wasmtime::{format_err as anyhow, Result};
+use wasmtime::{Caller, Linker};
+
+use super::{guest_range, memory, on_shard, read_bytes, write_bytes};
+use crate::exec::{call_i32, lookup_table, rewrite, CallCtx, Mapping};
+use crate::shard::LocalShard;
+
+const WASM_PAGE_BYTES: u64 = 65536;
+/// Object keys are short names; the store refuses longer ones too.
+const KEY_BYTES_MAX: i32 = 1024;
+
+pub(super) fn add(linker: &mut Linker<CallCtx>) -> Result<()> {
+    linker.func_wrap_async(
+        "env",
+        "__faasmndp_put",
+        |mut caller: Caller<'_, CallCtx>, (key, key_len, data, data_len): (i32, i32, i32, i32)| {
+            on_shard(async move { put(&mut caller, key, key_len, data, data_len).await })
+        },
+    )?;
+    linker.func_wrap_async(
+        "env",
+        "__faasmndp_getMmap",
+        |mut caller: Caller<'_, CallCtx>,
+         (key, key_len, offset, max_len, out_len): (i32, i32, i64, i64, i32)| {
+            on_shard(
+                async move { get_mmap(&mut caller, key, key_len, offset, max_len, out_len).await },
+            )
+        },
+    )?;
+    linker.func_wrap("env", "__faasmndp_unmap", unmap)?;
+    linker.func_wrap_async(
+        "env",
+        "__faasmndp_storageCallAndAwait",
+        |mut caller: Caller<'_, CallCtx>, (key, key_len, func): (i32, i32, i32)| {
+            on_shard(async move { storage_call(&mut caller, key, key_len, func, &[]).await })
+        },
+    )?;
+    linker.func_wrap_async(
+        "env",
+        "__faasmndp_storageCallAndAwait1",
+        |mut caller: Caller<'_, CallCtx>, (key, key_len, func, a1): (i32, i32, i32, i32)| {
+            on_shard(async move { storage_call(&mut caller, key, key_len, func, &[a1]).await })
+        },
+    )?;
+    linker.func_wrap_async(
+        "env",
+        "__faasmndp_storageCallAndAwait2",
+        |mut caller: Caller<'_, CallCtx>,
+         (key, key_len, func, a1, a2): (i32, i32, i32, i32, i32)| {
+            on_shard(async move { storage_call(&mut caller, key, key_len, func, &[a1, a2]).await })
+        },
+    )?;
+    Ok(())
+}
+
+fn read_key(
+    caller: &mut Caller<'_, CallCtx>,
+    key: i32,
+    key_len: i32,
+    import: &str,
+) -> Result<Vec<u8>> {
+    if !(0..=KEY_BYTES_MAX).contains(&key_len) {
+        return Err(anyhow!(
+            "env::{import}: key length {key_len} is outside 0..={KEY_BYTES_MAX}"
+        ));
+    }
+    read_bytes(caller, key, key_len, import)
+}
+
+/// 0 on success; -1 with the reason in the call's log.
+async fn put(
+    caller: &mut Caller<'_, CallCtx>,
+    key: i32,
+    key_len: i32,
+    data: i32,
+    data_len: i32,
+) -> Result<i32> {
+    const IMPORT: &str = "__faasmndp_put";
+    let key = read_key(caller, key, key_len, IMPORT)?;
+    let mem = memory(caller, IMPORT)?;
+    let range = guest_range(mem.data_size(&*caller), data, i64::from(data_len), IMPORT)?;
+    let shard = LocalShard::current(IMPORT)?;
+    let user = caller.data().spec.user.clone();
+    // The store copies straight out of guest memory: no staging copy here.
+    let result = shard
+        .objects()
+        .put(&user, &key, &mem.data(&*caller)[range])
+        .await;
+    match result {
+        Ok(()) => Ok(0),
+        Err(error) => {
+            let _ = writeln!(caller.data_mut().host_log, "env::{IMPORT}: {error}");
+            Ok(-1)
+        }
+    }
+}
+
+/// Maps `min(size - offset, max_len)` bytes of the object at the end of
+/// linear memory (or in a region freed by `unmap` that is large enough)
+/// and reads them there directly.
+async fn get_mmap(
+    caller: &mut Caller<'_, CallCtx>,
+    key: i32,
+    key_len: i32,
+    offset: i64,
+    max_len: i64,
+    out_len: i32,
+) -> Result<i32> {
+    const IMPORT: &str = "__faasmndp_getMmap";
+    let key = read_key(caller, key, key_len, IMPORT)?;
+    let mem = memory(caller, IMPORT)?;
+    // Check the out pointer before doing any work.
+    guest_range(mem.data_size(&*caller), out_len, 4, IMPORT)?;
+    let write_len = |caller: &mut Caller<'_, CallCtx>, n: u32| {
+        write_bytes(caller, out_len, &n.to_le_bytes(), IMPORT)
+    };
+    if offset < 0 || max_len < 0 {
+        write_len(caller, 0)?;
+        return Ok(0);
+    }
+    let shard = LocalShard::current(IMPORT)?;
+    let user = caller.data().spec.user.clone();
+    let size = match shard.objects().stat(&user, &key).await {
+        Ok(Some(size)) => size,
+        Ok(None) => {
+            write_len(caller, 0)?;
+            return Ok(0);
+        }
+        Err(error) => {
+            let _ = writeln!(caller.data_mut().host_log, "env::{IMPORT}: {error}");
+            return Ok(-1);
+        }
+    };
+    let offset = offset as u64;
+    let len = size.saturating_sub(offset).min(max_len as u64);
+    if len == 0 {
+        write_len(caller, 0)?;
+        return Ok(0);
+    }
+    let cap = caller.data().memory_bytes_max;
+    if len > cap {
+        return Err(anyhow!(
+            "env::{IMPORT}: mapping {len} bytes of the object exceeds the memory cap of {cap} bytes"
+        ));
+    }
+    let pages = len.div_ceil(WASM_PAGE_BYTES) as u32;
+    let addr = match reuse_mapping(caller.data_mut(), pages) {
+        Some(addr) => addr,
+        None => {
+            let old_pages = mem.grow(&mut *caller, u64::from(pages))?;
+            let addr = (old_pages * WASM_PAGE_BYTES) as u32;
+            caller.data_mut().maps.push(Mapping {
+                addr,
+                pages,
+                free: false,
+            });
+            addr
+        }
+    };
+    let start = addr as usize;
+    let dst = &mut mem.data_mut(&mut *caller)[start..start + len as usize];
+    match shard.objects().read_into(&user, &key, offset, dst).await {
+        Ok(Some(n)) => {
+            write_len(caller, n as u32)?;
+            Ok(addr as i32)
+        }
+        Ok(None) => {
+            // Deleted between stat and read.
+            release_mapping(caller.data_mut(), addr);
+            write_len(caller, 0)?;
+            Ok(0)
+        }
+        Err(error) => {
+            release_mapping(caller.data_mut(), addr);
+            let _ = writeln!(caller.data_mut().host_log, "env::{IMPORT}: {error}");
+            Ok(-1)
+        }
+    }
+}
+
+/// A freed mapping of at least `pages` pages, taken for reuse.
+fn reuse_mapping(ctx: &mut CallCtx, pages: u32) -> Option<u32> {
+    let map = ctx
+        .maps
+        .iter_mut()
+        .filter(|m| m.free && m.pages >= pages)
+        .min_by_key(|m| m.pages)?;
+    map.free = false;
+    Some(map.addr)
+}
+
+fn release_mapping(ctx: &mut CallCtx, addr: u32) -> bool {
+    match ctx.maps.iter_mut().find(|m| m.addr == addr && !m.free) {
+        Some(map) => {
+            map.free = true;
+            true
+        }
+        None => false,
+    }
+}
+
+/// 0 when `ptr` is a live getMmap buffer (now reusable), -1 otherwise.
+fn unmap(mut caller: Caller<'_, CallCtx>, ptr: i32, _len: i32) -> i32 {
+    if release_mapping(caller.data_mut(), ptr as u32) {
+        0
+    } else {
+        -1
+    }
+}
+
+/// Runs table element `func` near the object `key`. On an all-in-one node
+/// this node holds every key, so the funclet runs in place, in the
+/// caller's own instance: memory and globals are exactly as `func` leaves
+/// them, as the ABI requires of an offloaded run.
+async fn storage_call(
+    caller: &mut Caller<'_, CallCtx>,
+    key: i32,
+    key_len: i32,
+    func: i32,
+    args: &[i32],
+) -> Result<i32> {
+    const IMPORT: &str = "__faasmndp_storageCallAndAwait";
+    let _key = read_key(caller, key, key_len, IMPORT)?;
+    let table = caller
+        .get_export(rewrite::TABLE_EXPORT)
+        .and_then(|e| e.into_table())
+        .ok_or_else(|| anyhow!("env::{IMPORT}: the module has no function table"))?;
+    let func = lookup_table(&mut *caller, &table, func as u32)
+        .map_err(|e| anyhow!("env::{IMPORT}: {e}"))?;
+    let shard = LocalShard::current(IMPORT)?;
+    shard.node.metrics.funclets_local.inc();
+    call_i32(&mut *caller, &func, args).await
+}

@@ -1,0 +1,163 @@
+//! The HTTP API (HTTP.md): hyper 1 on glommio sockets, one listener per
+//! port per shard (SO_REUSEPORT spreads connections across shards).
+//! Errors become status codes in one place: [`text`] and the handlers'
+//! match arms.
+
+mod invoke;
+mod upload;
+
+use std::cell::Cell;
+use std::convert::Infallible;
+use std::io;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use futures_lite::{AsyncRead, AsyncWrite};
+use glommio::net::{TcpListener, TcpStream};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+
+use crate::limits;
+use crate::shard::LocalShard;
+
+pub type Reply = Response<Full<Bytes>>;
+
+/// Which API a listener serves.
+#[derive(Debug, Clone, Copy)]
+pub enum Api {
+    /// Port 8080: invocations, `/healthz`, `/metrics`.
+    Invoke,
+    /// Port 8002: uploads, state and objects.
+    Upload,
+}
+
+/// Accepts connections until the listener fails; each connection is a task
+/// on this shard.
+pub async fn serve(listener: TcpListener, shard: Rc<LocalShard>, api: Api) {
+    let open = Rc::new(Cell::new(0usize));
+    loop {
+        let stream = match listener.accept().await {
+            Ok(stream) => stream,
+            Err(error) => {
+                // Out of descriptors or a reset before accept: back off a little.
+                tracing::warn!(shard = shard.id, ?api, %error, "accept failed");
+                glommio::timer::sleep(std::time::Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        if open.get() >= limits::CONNECTIONS_PER_SHARD_MAX {
+            drop(stream);
+            continue;
+        }
+        let _ = stream.set_nodelay(true);
+        open.set(open.get() + 1);
+        let open = open.clone();
+        let shard = shard.clone();
+        glommio::spawn_local(async move {
+            let service = hyper::service::service_fn(move |request| {
+                let shard = shard.clone();
+                async move {
+                    Ok::<_, Infallible>(match api {
+                        Api::Invoke => invoke::handle(shard, request).await,
+                        Api::Upload => upload::handle(shard, request).await,
+                    })
+                }
+            });
+            let connection = hyper::server::conn::http1::Builder::new()
+                .keep_alive(true)
+                .header_read_timeout(None)
+                .serve_connection(GlommioIo(stream), service);
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "connection ended with an error");
+            }
+            open.set(open.get() - 1);
+        })
+        .detach();
+    }
+}
+
+/// A plain-text reply.
+pub fn text(status: StatusCode, body: impl Into<Bytes>) -> Reply {
+    let mut response = Response::new(Full::new(body.into()));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("text/plain"),
+    );
+    response
+}
+
+pub fn busy() -> Reply {
+    let mut response = text(StatusCode::SERVICE_UNAVAILABLE, "Busy");
+    response.headers_mut().insert(
+        hyper::header::RETRY_AFTER,
+        hyper::header::HeaderValue::from_static("1"),
+    );
+    response
+}
+
+/// Reads a request body of at most `max` bytes; `Err` is the reply to send.
+pub async fn read_body(request: Request<Incoming>, max: usize) -> Result<Bytes, Reply> {
+    match Limited::new(request.into_body(), max).collect().await {
+        Ok(body) => Ok(body.to_bytes()),
+        Err(error) if error.is::<http_body_util::LengthLimitError>() => Err(text(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("Request body exceeds the cap of {max} bytes"),
+        )),
+        Err(error) => Err(text(
+            StatusCode::BAD_REQUEST,
+            format!("Reading the request body: {error}"),
+        )),
+    }
+}
+
+/// hyper's I/O traits over a glommio TCP stream.
+struct GlommioIo(TcpStream);
+
+impl hyper::rt::Read for GlommioIo {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        mut buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<io::Result<()>> {
+        // SAFETY: only initialised bytes are reported through `advance`.
+        let uninit = unsafe { buf.as_mut() };
+        // Zero the spare capacity once so it can be handed out as `&mut [u8]`
+        // without unsafe; hyper reuses its buffer, so this is cheap.
+        for byte in uninit.iter_mut() {
+            byte.write(0);
+        }
+        // SAFETY: every byte of `uninit` was initialised just above.
+        let slice = unsafe { &mut *(uninit as *mut [std::mem::MaybeUninit<u8>] as *mut [u8]) };
+        match Pin::new(&mut self.0).poll_read(cx, slice) {
+            Poll::Ready(Ok(n)) => {
+                // SAFETY: the stream wrote `n` bytes into the cursor's buffer.
+                unsafe { buf.advance(n) };
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl hyper::rt::Write for GlommioIo {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_close(cx)
+    }
+}

@@ -1,0 +1,317 @@
+//! The upload API (port 8002): functions (`/f/`), state (`/s/`), objects
+//! (`/o/`) and `/ping`.
+
+use std::rc::Rc;
+
+use hyper::body::Incoming;
+use hyper::{Method, Request, StatusCode};
+
+use super::{read_body, text, Reply};
+use crate::limits;
+use crate::registry::{check_name, UploadError};
+use crate::shard::LocalShard;
+use ferry_storage::ObjectStore;
+
+pub async fn handle(shard: Rc<LocalShard>, request: Request<Incoming>) -> Reply {
+    let path = request.uri().path().to_owned();
+    let method = request.method().clone();
+    if path == "/ping" {
+        return text(StatusCode::OK, "PONG");
+    }
+    let Some((kind, rest)) = path.strip_prefix('/').and_then(|p| p.split_once('/')) else {
+        return text(StatusCode::NOT_FOUND, format!("No route {path}"));
+    };
+    let (user, name) = rest.split_once('/').unwrap_or((rest, ""));
+    let user = match percent_decode(user).map(String::from_utf8) {
+        Some(Ok(user)) if check_name("user", &user).is_ok() => user,
+        _ => return text(StatusCode::BAD_REQUEST, format!("Invalid user in {path}")),
+    };
+    let Some(key) = percent_decode(name) else {
+        return text(
+            StatusCode::BAD_REQUEST,
+            format!("Invalid percent-encoding in {path}"),
+        );
+    };
+    match (kind, method) {
+        ("f", Method::PUT) => upload_function(&shard, request, &user, &key).await,
+        ("f", Method::GET) => download_function(&shard, &user, &key),
+        ("s", Method::PUT) => put_object(shard.state(), request, &user, &key).await,
+        ("s", Method::GET) => get_object(shard.state(), &request, &user, &key).await,
+        ("o", Method::PUT) => put_object(shard.objects(), request, &user, &key).await,
+        ("o", Method::GET) if key.is_empty() => list_objects(shard.objects(), &user).await,
+        ("o", Method::GET) => get_object(shard.objects(), &request, &user, &key).await,
+        ("o", Method::DELETE) => delete_object(shard.objects(), &user, &key).await,
+        ("f" | "s" | "o", method) => text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("{method} is not allowed on /{kind}/"),
+        ),
+        _ => text(StatusCode::NOT_FOUND, format!("No route {path}")),
+    }
+}
+
+async fn upload_function(
+    shard: &LocalShard,
+    request: Request<Incoming>,
+    user: &str,
+    name: &[u8],
+) -> Reply {
+    let Ok(name) = std::str::from_utf8(name) else {
+        return text(StatusCode::BAD_REQUEST, "Function name is not UTF-8");
+    };
+    let wasm = match read_body(request, limits::MODULE_BYTES_MAX).await {
+        Ok(body) => body.to_vec(),
+        Err(reply) => return reply,
+    };
+    let node = &shard.node;
+    match node.registry.upload(&node.executor, user, name, wasm).await {
+        Ok(_) => {
+            node.metrics.uploads.with_label_values(&["ok"]).inc();
+            tracing::info!(%user, function = %name, "function uploaded");
+            text(StatusCode::OK, "Function upload complete")
+        }
+        Err(UploadError::Invalid(reason)) => {
+            node.metrics.uploads.with_label_values(&["invalid"]).inc();
+            text(
+                StatusCode::BAD_REQUEST,
+                format!("Invalid function {user}/{name}: {reason}"),
+            )
+        }
+        Err(error @ UploadError::Internal(_)) => {
+            node.metrics.uploads.with_label_values(&["error"]).inc();
+            tracing::error!(%user, function = %name, %error, "upload failed");
+            text(StatusCode::INTERNAL_SERVER_ERROR, error.to_string())
+        }
+    }
+}
+
+fn download_function(shard: &LocalShard, user: &str, name: &[u8]) -> Reply {
+    let name = String::from_utf8_lossy(name);
+    match shard.node.registry.wasm(user, &name) {
+        Ok(Some(wasm)) => {
+            let mut reply = text(StatusCode::OK, wasm);
+            reply.headers_mut().insert(
+                hyper::header::CONTENT_TYPE,
+                hyper::header::HeaderValue::from_static("application/wasm"),
+            );
+            reply
+        }
+        Ok(None) => text(StatusCode::NOT_FOUND, format!("No function {user}/{name}")),
+        Err(error) => text(StatusCode::BAD_REQUEST, format!("{error:#}")),
+    }
+}
+
+async fn put_object(
+    store: &ObjectStore,
+    request: Request<Incoming>,
+    user: &str,
+    key: &[u8],
+) -> Reply {
+    if key.is_empty() {
+        return text(StatusCode::BAD_REQUEST, "Empty key");
+    }
+    let body = match read_body(request, limits::OBJECT_BODY_BYTES_MAX).await {
+        Ok(body) => body,
+        Err(reply) => return reply,
+    };
+    match store.put(user, key, &body).await {
+        Ok(()) => text(StatusCode::OK, "OK"),
+        Err(error) => storage_error(error),
+    }
+}
+
+async fn get_object(
+    store: &ObjectStore,
+    request: &Request<Incoming>,
+    user: &str,
+    key: &[u8],
+) -> Reply {
+    let size = match store.stat(user, key).await {
+        Ok(Some(size)) => size,
+        Ok(None) => {
+            return text(
+                StatusCode::NOT_FOUND,
+                format!("No object {}", String::from_utf8_lossy(key)),
+            )
+        }
+        Err(error) => return storage_error(error),
+    };
+    let range = match request
+        .headers()
+        .get(hyper::header::RANGE)
+        .map(|v| v.to_str())
+    {
+        None => None,
+        Some(Ok(spec)) => match parse_range(spec, size) {
+            Ok(range) => Some(range),
+            Err(()) => {
+                let mut reply = text(
+                    StatusCode::RANGE_NOT_SATISFIABLE,
+                    format!("Range {spec} is not satisfiable for {size} bytes"),
+                );
+                if let Ok(value) = hyper::header::HeaderValue::from_str(&format!("bytes */{size}"))
+                {
+                    reply
+                        .headers_mut()
+                        .insert(hyper::header::CONTENT_RANGE, value);
+                }
+                return reply;
+            }
+        },
+        Some(Err(_)) => return text(StatusCode::BAD_REQUEST, "Range header is not ASCII"),
+    };
+    let (offset, len) = range.map_or((0, size), |(first, last)| (first, last - first + 1));
+    match store.get(user, key, offset, len).await {
+        Ok(Some(bytes)) => {
+            let mut reply = text(
+                if range.is_some() {
+                    StatusCode::PARTIAL_CONTENT
+                } else {
+                    StatusCode::OK
+                },
+                bytes,
+            );
+            reply.headers_mut().insert(
+                hyper::header::CONTENT_TYPE,
+                hyper::header::HeaderValue::from_static("application/octet-stream"),
+            );
+            if let Some((first, last)) = range {
+                if let Ok(value) =
+                    hyper::header::HeaderValue::from_str(&format!("bytes {first}-{last}/{size}"))
+                {
+                    reply
+                        .headers_mut()
+                        .insert(hyper::header::CONTENT_RANGE, value);
+                }
+            }
+            reply
+        }
+        Ok(None) => text(
+            StatusCode::NOT_FOUND,
+            format!("No object {}", String::from_utf8_lossy(key)),
+        ),
+        Err(error) => storage_error(error),
+    }
+}
+
+async fn delete_object(store: &ObjectStore, user: &str, key: &[u8]) -> Reply {
+    match store.delete(user, key).await {
+        Ok(true) => text(StatusCode::OK, "OK"),
+        Ok(false) => text(
+            StatusCode::NOT_FOUND,
+            format!("No object {}", String::from_utf8_lossy(key)),
+        ),
+        Err(error) => storage_error(error),
+    }
+}
+
+async fn list_objects(store: &ObjectStore, user: &str) -> Reply {
+    match store.list(user).await {
+        Ok(objects) => {
+            let list: Vec<serde_json::Value> = objects
+                .iter()
+                .map(|o| serde_json::json!({"key": String::from_utf8_lossy(&o.key), "size": o.size_bytes}))
+                .collect();
+            let mut reply = text(StatusCode::OK, serde_json::Value::Array(list).to_string());
+            reply.headers_mut().insert(
+                hyper::header::CONTENT_TYPE,
+                hyper::header::HeaderValue::from_static("application/json"),
+            );
+            reply
+        }
+        Err(error) => storage_error(error),
+    }
+}
+
+fn storage_error(error: ferry_storage::StorageError) -> Reply {
+    use ferry_storage::StorageError as E;
+    match error {
+        E::ObjectTooLarge { .. } | E::KeyTooLong { .. } | E::BadUser { .. } => {
+            text(StatusCode::BAD_REQUEST, error.to_string())
+        }
+        error => {
+            tracing::error!(%error, "object store error");
+            text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("Storage error: {error}"),
+            )
+        }
+    }
+}
+
+/// `bytes=a-b`, `bytes=a-` or `bytes=-n` as an inclusive (first, last).
+fn parse_range(spec: &str, size: u64) -> Result<(u64, u64), ()> {
+    let spec = spec.trim().strip_prefix("bytes=").ok_or(())?;
+    if spec.contains(',') {
+        return Err(()); // multipart ranges are not served
+    }
+    let (first, last) = spec.split_once('-').ok_or(())?;
+    let (first, last) = match (first.trim(), last.trim()) {
+        ("", n) => {
+            let n: u64 = n.parse().map_err(|_| ())?;
+            if n == 0 || size == 0 {
+                return Err(());
+            }
+            (size.saturating_sub(n), size - 1)
+        }
+        (a, "") => (a.parse().map_err(|_| ())?, size.saturating_sub(1)),
+        (a, b) => {
+            let (a, b): (u64, u64) = (a.parse().map_err(|_| ())?, b.parse().map_err(|_| ())?);
+            (a, b.min(size.saturating_sub(1)))
+        }
+    };
+    if first >= size || last < first {
+        return Err(());
+    }
+    Ok((first, last))
+}
+
+/// Decodes `%XX` escapes; None on a malformed escape.
+fn percent_decode(text: &str) -> Option<Vec<u8>> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{parse_range, percent_decode};
+
+    #[test]
+    fn ranges() {
+        let check = |spec: &str, size: u64, expected: Result<(u64, u64), ()>| {
+            assert_eq!(parse_range(spec, size), expected, "{spec} of {size}");
+        };
+        check("bytes=0-9", 100, Ok((0, 9)));
+        check("bytes=90-200", 100, Ok((90, 99)));
+        check("bytes=10-", 100, Ok((10, 99)));
+        check("bytes=-10", 100, Ok((90, 99)));
+        check("bytes=-200", 100, Ok((0, 99)));
+        check("bytes=100-", 100, Err(()));
+        check("bytes=5-4", 100, Err(()));
+        check("bytes=0-0", 0, Err(()));
+        check("items=0-1", 100, Err(()));
+        check("bytes=0-1,3-4", 100, Err(()));
+    }
+
+    #[test]
+    fn percent() {
+        assert_eq!(percent_decode("a%2Fb%20c").as_deref(), Some(&b"a/b c"[..]));
+        assert_eq!(
+            percent_decode("caf%C3%A9").as_deref(),
+            Some("café".as_bytes())
+        );
+        assert_eq!(percent_decode("bad%zz"), None);
+        assert_eq!(percent_decode("bad%2"), None);
+    }
+}

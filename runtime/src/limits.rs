@@ -1,0 +1,47 @@
+//! Node-wide defaults for every bound the node enforces. Each can be
+//! lowered (or raised, up to the `_MAX` ceilings) in the config; names carry
+//! their unit last.
+
+/// Linear memory one call may reach. 1 GiB covers Faasm's NDP workloads
+/// (a 64 MiB object mapped twice plus heap) with room to spare.
+pub const MEMORY_BYTES_MAX_DEFAULT: u64 = 1 << 30;
+/// Hard ceiling for `memory_bytes_max`: wasm32 addresses 4 GiB.
+pub const MEMORY_BYTES_MAX_CEILING: u64 = 4 << 30;
+/// Wall-clock deadline of one call (and the ceiling of a call's `timeout_ms`).
+pub const CALL_MS_MAX_DEFAULT: u64 = 60_000;
+/// Input bytes of one call (after base64 decoding).
+pub const INPUT_BYTES_MAX_DEFAULT: usize = 16 << 20;
+/// Output bytes one call may set.
+pub const OUTPUT_BYTES_MAX_DEFAULT: usize = 64 << 20;
+/// Bytes of stdout+stderr captured per call; writes past it fail in the guest.
+pub const LOG_BYTES_MAX_DEFAULT: usize = 1 << 20;
+/// Calls in flight on one shard (HTTP calls; chained calls ride on their parent's slot).
+pub const CALLS_IN_FLIGHT_MAX_DEFAULT: usize = 64;
+/// Extra pooled instances per shard for chained calls and uploads.
+pub const INSTANCES_HEADROOM_PER_SHARD: u32 = 32;
+/// Chained calls one call may start, and how deep chains may nest.
+pub const CHAINED_CALLS_MAX: usize = 256;
+pub const CHAIN_DEPTH_MAX: u32 = 8;
+/// A wasm module as uploaded.
+pub const MODULE_BYTES_MAX: usize = 256 << 20;
+/// HTTP request bodies other than uploads: JSON invocation messages carry
+/// the input, base64 at worst 4/3 of it, plus the envelope.
+pub const JSON_BODY_BYTES_MAX: usize = INPUT_BYTES_MAX_DEFAULT / 3 * 4 + (64 << 10);
+/// Object PUT bodies over HTTP.
+pub const OBJECT_BODY_BYTES_MAX: usize = 1 << 30;
+/// Open HTTP connections per shard; more are closed at accept.
+pub const CONNECTIONS_PER_SHARD_MAX: usize = 4096;
+/// Finished asynchronous calls kept for polling.
+pub const ASYNC_RESULTS_MAX: usize = 100_000;
+pub const ASYNC_RESULT_RETENTION_S_DEFAULT: u64 = 600;
+/// Epoch tick: how often a running guest yields its shard to other calls.
+/// 5 ms keeps a CPU-bound guest from delaying a neighbour by more than that.
+pub const EPOCH_TICK_MS: u64 = 5;
+/// glommio's registered I/O memory per shard (it must be locked in RAM).
+pub const SHARD_IO_MEMORY_BYTES: usize = 2 << 20;
+/// Fiber stack of one running call (wasm stack plus host frames).
+pub const ASYNC_STACK_BYTES: usize = 2 << 20;
+pub const WASM_STACK_BYTES_MAX: usize = 1 << 20;
+
+const _: () = assert!(WASM_STACK_BYTES_MAX < ASYNC_STACK_BYTES);
+const _: () = assert!(MEMORY_BYTES_MAX_DEFAULT <= MEMORY_BYTES_MAX_CEILING);

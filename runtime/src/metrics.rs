@@ -1,0 +1,94 @@
+//! Prometheus counters and histograms, rendered at `GET /metrics`.
+
+use anyhow::Result;
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
+};
+
+pub struct Metrics {
+    registry: Registry,
+    /// Calls by user, function and outcome (`ok`, `error`, `failed`, `busy`).
+    pub calls: IntCounterVec,
+    pub call_seconds: HistogramVec,
+    pub calls_in_flight: IntGauge,
+    pub uploads: IntCounterVec,
+    /// Funclets run on this node (in place, or from a compute node).
+    pub funclets_local: IntCounter,
+    /// Offloads by result (`accepted`, `declined`, `failed`).
+    pub offloads: IntCounterVec,
+    /// Snapshot bytes shipped for offloads, by direction (`sent`, `received`).
+    pub offload_bytes: IntCounterVec,
+}
+
+impl Metrics {
+    pub fn new() -> Result<Metrics> {
+        let registry = Registry::new();
+        let calls = IntCounterVec::new(
+            Opts::new("ferry_calls_total", "Calls by user, function and outcome"),
+            &["user", "function", "outcome"],
+        )?;
+        let call_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "ferry_call_duration_seconds",
+                "Call latency from admission to result",
+            )
+            .buckets(vec![
+                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+            ]),
+            &["user", "function"],
+        )?;
+        let calls_in_flight = IntGauge::new("ferry_calls_in_flight", "Calls running now")?;
+        let uploads = IntCounterVec::new(
+            Opts::new("ferry_uploads_total", "Function uploads by outcome"),
+            &["outcome"],
+        )?;
+        let funclets_local =
+            IntCounter::new("ferry_funclets_local_total", "Funclets run on this node")?;
+        let offloads = IntCounterVec::new(
+            Opts::new("ferry_offloads_total", "Funclet offloads by result"),
+            &["result"],
+        )?;
+        let offload_bytes = IntCounterVec::new(
+            Opts::new(
+                "ferry_offload_bytes_total",
+                "Snapshot bytes shipped for offloads",
+            ),
+            &["direction"],
+        )?;
+        for result in ["accepted", "declined", "failed"] {
+            offloads.with_label_values(&[result]);
+        }
+        for direction in ["sent", "received"] {
+            offload_bytes.with_label_values(&[direction]);
+        }
+        registry.register(Box::new(calls.clone()))?;
+        registry.register(Box::new(call_seconds.clone()))?;
+        registry.register(Box::new(calls_in_flight.clone()))?;
+        registry.register(Box::new(uploads.clone()))?;
+        registry.register(Box::new(funclets_local.clone()))?;
+        registry.register(Box::new(offloads.clone()))?;
+        registry.register(Box::new(offload_bytes.clone()))?;
+        Ok(Metrics {
+            registry,
+            calls,
+            call_seconds,
+            calls_in_flight,
+            uploads,
+            funclets_local,
+            offloads,
+            offload_bytes,
+        })
+    }
+
+    pub fn render(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        // Encoding into a Vec cannot fail short of a metric with a bad name,
+        // which `new` would have refused.
+        if let Err(error) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            tracing::warn!(%error, "encoding metrics");
+        }
+        out
+    }
+}

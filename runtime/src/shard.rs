@@ -1,0 +1,206 @@
+//! A shard: one glommio executor pinned to one core, owning its listeners,
+//! its calls in flight, the chained calls they start and its handles on the
+//! object store. Shards share only [`NodeShared`] (read-mostly).
+//!
+//! **Architecture invariant:** a call runs on the shard that accepted it,
+//! start to end, chained calls included; nothing of a shard crosses threads
+//! except through `NodeShared`.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::future::{FutureExt, Shared};
+use wasmtime::{bail, format_err as anyhow, Result};
+
+use crate::exec::{CallCtx, CallResult, CallSpec, Entry, Function};
+use crate::limits;
+use crate::node::NodeShared;
+use ferry_storage::ObjectStore;
+
+thread_local! {
+    static CURRENT: RefCell<Option<Rc<LocalShard>>> = const { RefCell::new(None) };
+}
+
+/// What a chained call runs.
+pub enum ChainTarget {
+    /// Another function of the same user, by name.
+    Named(String),
+    /// The caller's own module from another entry (`chain_ptr`).
+    SameModule(Entry),
+}
+
+type ChainedCall = Shared<glommio::task::JoinHandle<CallResult>>;
+
+pub struct LocalShard {
+    pub id: usize,
+    pub node: Arc<NodeShared>,
+    objects: ObjectStore,
+    state: ObjectStore,
+    in_flight: Cell<usize>,
+    chained: RefCell<HashMap<u32, ChainedCall>>,
+}
+
+/// A call's slot on its shard; the slot is released on drop.
+pub struct Admission {
+    shard: Rc<LocalShard>,
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        self.shard.in_flight.set(self.shard.in_flight.get() - 1);
+        self.shard.node.metrics.calls_in_flight.dec();
+    }
+}
+
+impl LocalShard {
+    /// Creates the shard's state and makes it this thread's current shard.
+    pub fn install(
+        id: usize,
+        node: Arc<NodeShared>,
+        objects: ObjectStore,
+        state: ObjectStore,
+    ) -> Rc<LocalShard> {
+        let shard = Rc::new(LocalShard {
+            id,
+            node,
+            objects,
+            state,
+            in_flight: Cell::new(0),
+            chained: RefCell::new(HashMap::new()),
+        });
+        CURRENT.with(|current| *current.borrow_mut() = Some(shard.clone()));
+        shard
+    }
+
+    /// The shard of this thread; host functions run only on shards.
+    pub fn current(import: &str) -> Result<Rc<LocalShard>> {
+        CURRENT
+            .with(|current| current.borrow().clone())
+            .ok_or_else(|| anyhow!("env::{import}: called outside a shard"))
+    }
+
+    pub fn objects(&self) -> &ObjectStore {
+        &self.objects
+    }
+
+    pub fn state(&self) -> &ObjectStore {
+        &self.state
+    }
+
+    /// A slot for one more call, or None when the shard is at its limit.
+    pub fn try_admit(self: &Rc<Self>) -> Option<Admission> {
+        if self.in_flight.get() >= self.node.config.limits.calls_in_flight_max {
+            return None;
+        }
+        self.in_flight.set(self.in_flight.get() + 1);
+        self.node.metrics.calls_in_flight.inc();
+        Some(Admission {
+            shard: self.clone(),
+        })
+    }
+
+    /// Runs a call and records its outcome.
+    pub async fn invoke(&self, function: Arc<Function>, spec: CallSpec) -> CallResult {
+        let user = spec.user.clone();
+        let name = spec.function.clone();
+        let id = spec.id;
+        let result = self.node.executor.run(function, spec).await;
+        let outcome = match (&result.failure, result.return_code) {
+            (Some(_), _) => "failed",
+            (None, 0) => "ok",
+            (None, _) => "error",
+        };
+        let metrics = &self.node.metrics;
+        metrics
+            .calls
+            .with_label_values(&[&user, &name, outcome])
+            .inc();
+        metrics
+            .call_seconds
+            .with_label_values(&[&user, &name])
+            .observe(result.duration.as_secs_f64());
+        if !result.log.is_empty() {
+            tracing::debug!(call = id, %user, function = %name, log = %result.log, "call log");
+        }
+        result
+    }
+
+    /// Starts a chained call on this shard; its result is kept until the
+    /// parent call ends.
+    pub fn start_chained(
+        &self,
+        parent: &CallCtx,
+        target: ChainTarget,
+        input: Vec<u8>,
+    ) -> Result<u32> {
+        let depth = parent.spec.depth + 1;
+        if depth > limits::CHAIN_DEPTH_MAX {
+            bail!(
+                "chained calls nest deeper than {} levels",
+                limits::CHAIN_DEPTH_MAX
+            );
+        }
+        if parent.chained.len() >= limits::CHAINED_CALLS_MAX {
+            bail!(
+                "a call may chain at most {} calls",
+                limits::CHAINED_CALLS_MAX
+            );
+        }
+        let (function, entry) = match target {
+            ChainTarget::Named(name) => (
+                self.node.registry.get(&parent.spec.user, &name).ok_or(name),
+                Entry::Start,
+            ),
+            ChainTarget::SameModule(entry) => (Ok(parent.function.clone()), entry),
+        };
+        let id = self.node.call_ids.next();
+        let spec = CallSpec {
+            id,
+            user: parent.spec.user.clone(),
+            function: match &function {
+                Ok(f) => f.name.as_str().into(),
+                Err(name) => name.as_str().into(),
+            },
+            input: input.into(),
+            cmdline: String::new(),
+            entry,
+            forbid_ndp: parent.spec.forbid_ndp,
+            deadline: parent.spec.deadline,
+            depth,
+        };
+        let shard = LocalShard::current("__faasm_chain")?;
+        let handle = glommio::spawn_local(async move {
+            match function {
+                Ok(function) => shard.invoke(function, spec).await,
+                Err(name) => {
+                    CallResult::failed(format!("No function {}/{name}", spec.user), Instant::now())
+                }
+            }
+        })
+        .detach();
+        self.chained.borrow_mut().insert(id, handle.shared());
+        Ok(id)
+    }
+
+    pub async fn await_chained(&self, id: u32) -> Result<CallResult> {
+        let call = self
+            .chained
+            .borrow()
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| anyhow!("no chained call {id}"))?;
+        call.await
+            .ok_or_else(|| anyhow!("chained call {id} was cancelled"))
+    }
+
+    /// Forgets a finished parent's chained calls (running ones go on).
+    pub fn release_chained(&self, ids: &[u32]) {
+        let mut chained = self.chained.borrow_mut();
+        for id in ids {
+            chained.remove(id);
+        }
+    }
+}
