@@ -1,1 +1,218 @@
-//! ferry-tests: end-to-end tests that start real nodes
+//! ferry-tests: end-to-end tests that start real `ferry` processes on
+//! loopback (port 0, addresses read from `--ready-file`) and talk to them
+//! over HTTP, as Faasm's clients do.
+//!
+//! The node binary is `target/release/ferry` (or `$FERRY_BIN`); the guest
+//! functions are built from source by `guests/build.sh` into `guests/out`
+//! (or `$FERRY_GUESTS`), which the harness runs when they are missing.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Once;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+}
+
+pub fn ferry_bin() -> PathBuf {
+    std::env::var_os("FERRY_BIN").map(PathBuf::from).unwrap_or_else(|| root().join("target/release/ferry"))
+}
+
+/// The built guest functions, building them once if missing.
+pub fn guests() -> Result<PathBuf> {
+    static BUILD: Once = Once::new();
+    let dir = std::env::var_os("FERRY_GUESTS").map(PathBuf::from).unwrap_or_else(|| root().join("guests/out"));
+    let mut result = Ok(());
+    BUILD.call_once(|| {
+        if !dir.join("ndp/wordcount.wasm").exists() {
+            let status = Command::new("bash").arg(root().join("guests/build.sh")).arg(&dir).status();
+            result = match status {
+                Ok(s) if s.success() => Ok(()),
+                Ok(s) => Err(anyhow::anyhow!("guests/build.sh failed: {s}")),
+                Err(e) => Err(anyhow::anyhow!("running guests/build.sh: {e}")),
+            };
+        }
+    });
+    result?;
+    if !dir.join("ndp/wordcount.wasm").exists() {
+        bail!("guest functions missing in {}; run guests/build.sh", dir.display());
+    }
+    Ok(dir)
+}
+
+/// A running node; killed when dropped.
+pub struct Node {
+    child: Child,
+    pub http: String,
+    pub upload: String,
+    pub data: PathBuf,
+    _scratch: Option<tempfile::TempDir>,
+    agent: ureq::Agent,
+}
+
+/// A reply: status and body.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub body: Vec<u8>,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Reply {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+/// How to start a node.
+#[derive(Default, Clone)]
+pub struct NodeOptions {
+    /// Load the guest functions (`--functions guests/out`).
+    pub functions: bool,
+    /// Reuse this data directory instead of a fresh one.
+    pub data: Option<PathBuf>,
+    pub extra: Vec<String>,
+}
+
+impl Node {
+    /// A node with the example and test functions loaded.
+    pub fn with_functions() -> Result<Node> {
+        Node::start(NodeOptions { functions: true, ..Default::default() })
+    }
+
+    pub fn start(options: NodeOptions) -> Result<Node> {
+        let bin = ferry_bin();
+        if !bin.exists() {
+            bail!("{} not found; build it with `cargo build --release -p ferry-runtime`", bin.display());
+        }
+        let (scratch, data) = match options.data {
+            Some(data) => (None, data),
+            None => {
+                let dir = tempfile::tempdir()?;
+                let data = dir.path().join("data");
+                (Some(dir), data)
+            }
+        };
+        let ready = data.with_extension(format!("ready-{}", std::process::id()));
+        let _ = std::fs::remove_file(&ready);
+        let mut command = Command::new(&bin);
+        command
+            .args(["up", "--bind", "127.0.0.1", "--http-port", "0", "--upload-port", "0", "--cores", "1"])
+            .arg("--data")
+            .arg(&data)
+            .arg("--ready-file")
+            .arg(&ready)
+            .args(&options.extra)
+            .env("FERRY_LOG", std::env::var("FERRY_LOG").unwrap_or_else(|_| "warn".into()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        if options.functions {
+            command.arg("--functions").arg(guests()?);
+        }
+        let mut child = command.spawn().with_context(|| format!("starting {}", bin.display()))?;
+        let started = Instant::now();
+        let (http, upload) = loop {
+            if let Ok(text) = std::fs::read_to_string(&ready) {
+                let json: serde_json::Value = serde_json::from_str(&text)?;
+                let addr = |k: &str| json[k].as_str().map(str::to_owned).context("ready file field");
+                break (addr("http")?, addr("upload")?);
+            }
+            if let Some(status) = child.try_wait()? {
+                bail!("ferry exited during start-up: {status}");
+            }
+            if started.elapsed() > Duration::from_secs(120) {
+                let _ = child.kill();
+                bail!("ferry did not become ready within 120 s");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(120)))
+            .build()
+            .new_agent();
+        Ok(Node { child, http, upload, data, _scratch: scratch, agent })
+    }
+
+    fn reply(response: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Result<Reply> {
+        let mut response = response.context("HTTP request")?;
+        let status = response.status().as_u16();
+        let headers = response
+            .headers()
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_str().unwrap_or_default().to_owned()))
+            .collect();
+        let body = response.body_mut().with_config().limit(u64::MAX).read_to_vec()?;
+        Ok(Reply { status, body, headers })
+    }
+
+    /// POSTs a raw body to the invocation port.
+    pub fn post_raw(&self, body: &[u8]) -> Result<Reply> {
+        Self::reply(self.agent.post(format!("http://{}/f/", self.http)).send(body))
+    }
+
+    /// POSTs a JSON message to the invocation port.
+    pub fn invoke(&self, message: serde_json::Value) -> Result<Reply> {
+        self.post_raw(message.to_string().as_bytes())
+    }
+
+    /// A synchronous call of `user/function` with `input`.
+    pub fn call(&self, user: &str, function: &str, input: &str) -> Result<Reply> {
+        self.invoke(serde_json::json!({"user": user, "function": function, "input_data": input}))
+    }
+
+    pub fn get(&self, port_url: &str, path: &str) -> Result<Reply> {
+        Self::reply(self.agent.get(format!("http://{port_url}{path}")).call())
+    }
+
+    pub fn get_with(&self, port_url: &str, path: &str, header: (&str, &str)) -> Result<Reply> {
+        Self::reply(self.agent.get(format!("http://{port_url}{path}")).header(header.0, header.1).call())
+    }
+
+    pub fn put(&self, port_url: &str, path: &str, body: &[u8]) -> Result<Reply> {
+        Self::reply(self.agent.put(format!("http://{port_url}{path}")).send(body))
+    }
+
+    pub fn delete(&self, port_url: &str, path: &str) -> Result<Reply> {
+        Self::reply(self.agent.delete(format!("http://{port_url}{path}")).call())
+    }
+
+    pub fn upload_wasm(&self, user: &str, function: &str, wasm: &[u8]) -> Result<Reply> {
+        self.put(&self.upload, &format!("/f/{user}/{function}"), wasm)
+    }
+
+    /// `/healthz` answers 200 and a trivial call succeeds.
+    pub fn assert_serving(&self) -> Result<()> {
+        let health = self.get(&self.http, "/healthz")?;
+        if health.status != 200 || health.text() != "OK" {
+            bail!("healthz: {} {}", health.status, health.text());
+        }
+        let echo = self.call("test", "echo", "ping")?;
+        if echo.status != 200 || echo.text() != "ping" {
+            bail!("echo after the bad inputs: {} {}", echo.status, echo.text());
+        }
+        Ok(())
+    }
+
+    /// Stops the node (SIGKILL) and waits for it.
+    pub fn kill(mut self) -> Result<PathBuf> {
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(self.data.clone())
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs what building and testing ferry needs on Debian 12: the C/C++
+# wasm toolchain, Cap'n Proto, hwloc, libibverbs, and the wasm32-wasip1
+# Rust target. Safe to run again: it installs only what is missing.
+set -euo pipefail
+
+packages=(
+  build-essential pkg-config curl ca-certificates python3 python3-pip
+  clang-16 lld-16 wasi-libc libc++-16-dev-wasm32 libc++abi-16-dev-wasm32 libclang-rt-16-dev-wasm32
+  capnproto libhwloc-dev libudev-dev libibverbs-dev libclang1-14
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo_cmd=""
+  [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+  echo "setup: installing ${missing[*]}"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null; then
+  echo "setup: cargo not found; install Rust with rustup first (https://rustup.rs)" >&2
+  exit 1
+fi
+if ! rustup target list --installed | grep -qx wasm32-wasip1; then
+  echo "setup: adding the wasm32-wasip1 target"
+  rustup target add wasm32-wasip1
+fi

@@ -1,0 +1,74 @@
+//! The crate's one error type.
+
+use std::path::PathBuf;
+
+/// Everything an object store operation can fail with.
+#[derive(thiserror::Error, Debug)]
+pub enum StorageError {
+    /// The object is larger than the store accepts.
+    #[error("object of {len_bytes} bytes exceeds the limit of {max_bytes} bytes")]
+    ObjectTooLarge { len_bytes: u64, max_bytes: u64 },
+
+    /// The key is longer than the store accepts.
+    #[error("key of {len_bytes} bytes exceeds the limit of {max_bytes} bytes")]
+    KeyTooLong { len_bytes: usize, max_bytes: usize },
+
+    /// The user name is empty or longer than the store accepts.
+    #[error("user name of {len_bytes} bytes is empty or exceeds the limit of {max_bytes} bytes")]
+    BadUser { len_bytes: usize, max_bytes: usize },
+
+    /// The user has more objects than one `list` returns.
+    #[error("user has more than {max_objects} objects, the most one listing returns")]
+    TooManyObjects { max_objects: usize },
+
+    /// A configured limit is out of range (the header block must hold the
+    /// longest user and key together).
+    #[error("{name} = {value} exceeds the most the object format allows, {max}")]
+    LimitTooLarge {
+        name: &'static str,
+        value: u64,
+        max: u64,
+    },
+
+    /// The operating system refused an operation.
+    #[error("{op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// An object file does not hold what its name promises: a damaged header,
+    /// a file shorter than its header says, or a header naming another user
+    /// or key. The store returns this rather than data it cannot vouch for.
+    #[error("object file {path} is corrupt: {reason}")]
+    Corrupt { path: PathBuf, reason: String },
+}
+
+impl StorageError {
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        StorageError::Io {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn corrupt(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
+        StorageError::Corrupt {
+            path: path.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Takes the OS error out of a glommio error, keeping its kind and errno
+/// (glommio's own conversion keeps only the kind).
+pub(crate) fn os_error(err: glommio::GlommioError<()>) -> std::io::Error {
+    match err {
+        glommio::GlommioError::IoError(source)
+        | glommio::GlommioError::EnhancedIoError { source, .. } => source,
+        other => std::io::Error::from(other),
+    }
+}
