@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Builds every guest function into OUTDIR (default guests/out):
+#   OUTDIR/ndp/<name>.wasm   the NDP examples, C (c/ndp) and Rust (<name>_rs)
+#   OUTDIR/test/<name>.wasm  the ABI test functions (c/test)
+# C goes through clang + wasi-libc, Rust through cargo for wasm32-wasip1
+# with its own target dir (guests/target). Plain toolchain output: no table
+# or globals are exported, the runtime reaches them itself.
+#
+# Environment: CC_WASM (default clang-16), WASI_SYSROOT (default: clang's
+# own, /usr on Debian).
+set -euo pipefail
+
+guests="$(cd "$(dirname "$0")" && pwd)"
+out="$(mkdir -p "${1:-$guests/out}" && cd "${1:-$guests/out}" && pwd)"
+cc="${CC_WASM:-clang-16}"
+cflags=(--target=wasm32-wasi -O2 -Wall -Wextra -Werror -I"$guests/include" -Wl,--strip-debug)
+if [ -n "${WASI_SYSROOT:-}" ]; then
+  cflags+=(--sysroot="$WASI_SYSROOT")
+fi
+
+mkdir -p "$out/ndp" "$out/test"
+
+# C: one source file per function. All of them take a few seconds, so they
+# are rebuilt every time.
+for dir in ndp test; do
+  for src in "$guests/c/$dir"/*.c; do
+    name="$(basename "$src" .c)"
+    "$cc" "${cflags[@]}" "$src" -o "$out/$dir/$name.wasm"
+  done
+done
+
+# Rust: the examples crate's binaries, incrementally.
+(cd "$guests" && cargo build --quiet --release --locked --target wasm32-wasip1 --target-dir "$guests/target")
+for bin in put_rs get_rs wordcount_rs grep_rs; do
+  cp "$guests/target/wasm32-wasip1/release/$bin.wasm" "$out/ndp/$bin.wasm"
+done
+
+echo "build.sh: guest functions in $out"

@@ -1,0 +1,4 @@
+/* noop: returns 0 with no output. */
+int main(void) {
+    return 0;
+}

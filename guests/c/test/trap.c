@@ -1,0 +1,4 @@
+/* trap: executes `unreachable`. */
+int main(void) {
+    __builtin_trap();
+}
