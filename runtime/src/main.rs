@@ -136,7 +136,8 @@ struct UpArgs {
     /// Shards to run, one per core (default: every core).
     #[arg(long)]
     cores: Option<usize>,
-    /// Upload every `<user>/<function>.wasm` under this directory at start.
+    /// Upload every `<user>/<function>.wasm` under this directory at start
+    /// (default: the examples in `guests/out`, when present).
     #[arg(long)]
     functions: Option<PathBuf>,
     /// Write the bound addresses as JSON here once the node serves.
@@ -281,7 +282,7 @@ fn up_config(args: UpArgs) -> Result<Config> {
     node.http_port = http_port.or(node.http_port);
     node.upload_port = upload_port.or(node.upload_port);
     node.cores = cores.or(node.cores);
-    node.functions = functions.or(node.functions.take());
+    node.functions = functions.or(node.functions.take()).or_else(default_functions_dir);
     node.ready_file = ready_file.or(node.ready_file.take());
     let limits = &mut raw.limits;
     limits.call_ms_max = call_ms_max.or(limits.call_ms_max);
@@ -289,6 +290,17 @@ fn up_config(args: UpArgs) -> Result<Config> {
     limits.calls_in_flight_max = calls_in_flight_max.or(limits.calls_in_flight_max);
     limits.input_bytes_max = input_bytes_max.or(limits.input_bytes_max);
     Config::validate(raw)
+}
+
+/// The example functions built from `guests/` (`guests/out`), looked up
+/// from the working directory and then beside the binary
+/// (`target/release/ferry` -> `guests/out`), so a plain `ferry up` in a
+/// checkout loads them.
+fn default_functions_dir() -> Option<PathBuf> {
+    let beside_binary = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent()?.parent()?.parent().map(|root| root.join("guests/out")));
+    [Some(PathBuf::from("guests/out")), beside_binary].into_iter().flatten().find(|dir| dir.is_dir())
 }
 
 fn init_logging() {
