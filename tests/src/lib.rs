@@ -15,21 +15,31 @@ use anyhow::{bail, Context, Result};
 
 /// The workspace root.
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
 }
 
 pub fn ferry_bin() -> PathBuf {
-    std::env::var_os("FERRY_BIN").map(PathBuf::from).unwrap_or_else(|| root().join("target/release/ferry"))
+    std::env::var_os("FERRY_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target/release/ferry"))
 }
 
 /// The built guest functions, building them once if missing.
 pub fn guests() -> Result<PathBuf> {
     static BUILD: Once = Once::new();
-    let dir = std::env::var_os("FERRY_GUESTS").map(PathBuf::from).unwrap_or_else(|| root().join("guests/out"));
+    let dir = std::env::var_os("FERRY_GUESTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("guests/out"));
     let mut result = Ok(());
     BUILD.call_once(|| {
         if !dir.join("ndp/wordcount.wasm").exists() {
-            let status = Command::new("bash").arg(root().join("guests/build.sh")).arg(&dir).status();
+            let status = Command::new("bash")
+                .arg(root().join("guests/build.sh"))
+                .arg(&dir)
+                .status();
             result = match status {
                 Ok(s) if s.success() => Ok(()),
                 Ok(s) => Err(anyhow::anyhow!("guests/build.sh failed: {s}")),
@@ -39,7 +49,10 @@ pub fn guests() -> Result<PathBuf> {
     });
     result?;
     if !dir.join("ndp/wordcount.wasm").exists() {
-        bail!("guest functions missing in {}; run guests/build.sh", dir.display());
+        bail!(
+            "guest functions missing in {}; run guests/build.sh",
+            dir.display()
+        );
     }
     Ok(dir)
 }
@@ -68,7 +81,10 @@ impl Reply {
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -85,13 +101,19 @@ pub struct NodeOptions {
 impl Node {
     /// A node with the example and test functions loaded.
     pub fn with_functions() -> Result<Node> {
-        Node::start(NodeOptions { functions: true, ..Default::default() })
+        Node::start(NodeOptions {
+            functions: true,
+            ..Default::default()
+        })
     }
 
     pub fn start(options: NodeOptions) -> Result<Node> {
         let bin = ferry_bin();
         if !bin.exists() {
-            bail!("{} not found; build it with `cargo build --release -p ferry-runtime`", bin.display());
+            bail!(
+                "{} not found; build it with `cargo build --release -p ferry-runtime`",
+                bin.display()
+            );
         }
         let (scratch, data) = match options.data {
             Some(data) => (None, data),
@@ -105,24 +127,44 @@ impl Node {
         let _ = std::fs::remove_file(&ready);
         let mut command = Command::new(&bin);
         command
-            .args(["up", "--bind", "127.0.0.1", "--http-port", "0", "--upload-port", "0", "--cores", "1"])
+            .args([
+                "up",
+                "--bind",
+                "127.0.0.1",
+                "--http-port",
+                "0",
+                "--upload-port",
+                "0",
+                "--cores",
+                "1",
+            ])
             .arg("--data")
             .arg(&data)
             .arg("--ready-file")
             .arg(&ready)
             .args(&options.extra)
-            .env("FERRY_LOG", std::env::var("FERRY_LOG").unwrap_or_else(|_| "warn".into()))
+            .env(
+                "FERRY_LOG",
+                std::env::var("FERRY_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
         if options.functions {
             command.arg("--functions").arg(guests()?);
         }
-        let mut child = command.spawn().with_context(|| format!("starting {}", bin.display()))?;
+        let mut child = command
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
         let started = Instant::now();
         let (http, upload) = loop {
             if let Ok(text) = std::fs::read_to_string(&ready) {
                 let json: serde_json::Value = serde_json::from_str(&text)?;
-                let addr = |k: &str| json[k].as_str().map(str::to_owned).context("ready file field");
+                let addr = |k: &str| {
+                    json[k]
+                        .as_str()
+                        .map(str::to_owned)
+                        .context("ready file field")
+                };
                 break (addr("http")?, addr("upload")?);
             }
             if let Some(status) = child.try_wait()? {
@@ -139,7 +181,14 @@ impl Node {
             .timeout_global(Some(Duration::from_secs(120)))
             .build()
             .new_agent();
-        Ok(Node { child, http, upload, data, _scratch: scratch, agent })
+        Ok(Node {
+            child,
+            http,
+            upload,
+            data,
+            _scratch: scratch,
+            agent,
+        })
     }
 
     fn reply(response: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Result<Reply> {
@@ -150,13 +199,25 @@ impl Node {
             .iter()
             .map(|(n, v)| (n.to_string(), v.to_str().unwrap_or_default().to_owned()))
             .collect();
-        let body = response.body_mut().with_config().limit(u64::MAX).read_to_vec()?;
-        Ok(Reply { status, body, headers })
+        let body = response
+            .body_mut()
+            .with_config()
+            .limit(u64::MAX)
+            .read_to_vec()?;
+        Ok(Reply {
+            status,
+            body,
+            headers,
+        })
     }
 
     /// POSTs a raw body to the invocation port.
     pub fn post_raw(&self, body: &[u8]) -> Result<Reply> {
-        Self::reply(self.agent.post(format!("http://{}/f/", self.http)).send(body))
+        Self::reply(
+            self.agent
+                .post(format!("http://{}/f/", self.http))
+                .send(body),
+        )
     }
 
     /// POSTs a JSON message to the invocation port.
@@ -174,11 +235,20 @@ impl Node {
     }
 
     pub fn get_with(&self, port_url: &str, path: &str, header: (&str, &str)) -> Result<Reply> {
-        Self::reply(self.agent.get(format!("http://{port_url}{path}")).header(header.0, header.1).call())
+        Self::reply(
+            self.agent
+                .get(format!("http://{port_url}{path}"))
+                .header(header.0, header.1)
+                .call(),
+        )
     }
 
     pub fn put(&self, port_url: &str, path: &str, body: &[u8]) -> Result<Reply> {
-        Self::reply(self.agent.put(format!("http://{port_url}{path}")).send(body))
+        Self::reply(
+            self.agent
+                .put(format!("http://{port_url}{path}"))
+                .send(body),
+        )
     }
 
     pub fn delete(&self, port_url: &str, path: &str) -> Result<Reply> {

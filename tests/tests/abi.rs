@@ -24,13 +24,18 @@ fn guest_abi() -> Result<()> {
     ];
     for (function, input, status, body) in cases {
         let reply = node.call("test", function, input)?;
-        assert_eq!((reply.status, reply.text().as_str()), (status, body), "test/{function}");
+        assert_eq!(
+            (reply.status, reply.text().as_str()),
+            (status, body),
+            "test/{function}"
+        );
     }
     // argv: the function name first, then cmdline split on spaces.
     let reply = node.invoke(json!({"user": "test", "function": "argv", "cmdline": "a b  c"}))?;
     assert_eq!(reply.text(), "a,b,c");
     // Binary input through input_base64.
-    let reply = node.invoke(json!({"user": "test", "function": "echo", "input_base64": "AAEC/w=="}))?;
+    let reply =
+        node.invoke(json!({"user": "test", "function": "echo", "input_base64": "AAEC/w=="}))?;
     assert_eq!(reply.body, vec![0u8, 1, 2, 255]);
     Ok(())
 }
@@ -41,6 +46,12 @@ fn zygote_failure_fails_the_upload() -> Result<()> {
     let wasm = std::fs::read(ferry_tests::guests()?.join("test/zygote_fail.wasm"))?;
     let reply = node.upload_wasm("test", "zygote_fail_again", &wasm)?;
     assert_eq!(reply.status, 400, "{}", reply.text());
-    assert!(reply.text().contains("_faasm_zygote failed with return value 9"), "{}", reply.text());
+    assert!(
+        reply
+            .text()
+            .contains("_faasm_zygote failed with return value 9"),
+        "{}",
+        reply.text()
+    );
     Ok(())
 }

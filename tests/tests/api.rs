@@ -10,7 +10,9 @@ use serde_json::json;
 #[test]
 fn async_calls_are_polled_until_done_and_stay_readable() -> Result<()> {
     let node = Node::with_functions()?;
-    let reply = node.invoke(json!({"user": "test", "function": "echo", "input_data": "later", "async": true}))?;
+    let reply = node.invoke(
+        json!({"user": "test", "function": "echo", "input_data": "later", "async": true}),
+    )?;
     assert_eq!(reply.status, 200);
     let id: u64 = reply.text().parse()?;
     let started = Instant::now();
@@ -27,7 +29,10 @@ fn async_calls_are_polled_until_done_and_stay_readable() -> Result<()> {
     };
     assert_eq!((done.status, done.text().as_str()), (200, "SUCCESS: later"));
     // A second poll sees the same result.
-    assert_eq!(node.invoke(json!({"status": true, "id": id}))?.text(), "SUCCESS: later");
+    assert_eq!(
+        node.invoke(json!({"status": true, "id": id}))?.text(),
+        "SUCCESS: later"
+    );
 
     let reply = node.invoke(json!({"user": "test", "function": "retcode", "async": true}))?;
     let id: u64 = reply.text().parse()?;
@@ -35,7 +40,10 @@ fn async_calls_are_polled_until_done_and_stay_readable() -> Result<()> {
     loop {
         let status = node.invoke(json!({"status": true, "id": id}))?;
         if status.text() != "RUNNING" {
-            assert_eq!((status.status, status.text().as_str()), (500, "FAILED: three"));
+            assert_eq!(
+                (status.status, status.text().as_str()),
+                (500, "FAILED: three")
+            );
             break;
         }
         if started.elapsed() > Duration::from_secs(30) {
@@ -52,7 +60,10 @@ fn uploads_ping_and_download() -> Result<()> {
     assert_eq!(node.get(&node.upload, "/ping")?.text(), "PONG");
     let wasm = std::fs::read(ferry_tests::guests()?.join("test/echo.wasm"))?;
     let reply = node.upload_wasm("demo", "echo2", &wasm)?;
-    assert_eq!((reply.status, reply.text().as_str()), (200, "Function upload complete"));
+    assert_eq!(
+        (reply.status, reply.text().as_str()),
+        (200, "Function upload complete")
+    );
     assert_eq!(node.call("demo", "echo2", "hi")?.text(), "hi");
     let download = node.get(&node.upload, "/f/demo/echo2")?;
     assert_eq!(download.status, 200);
@@ -76,10 +87,16 @@ fn objects_state_health_metrics() -> Result<()> {
     assert_eq!(tail.body, data[9990..]);
     let past = node.get_with(up, "/o/alice/dir/data.bin", ("Range", "bytes=10000-"))?;
     assert_eq!(past.status, 416);
-    assert_eq!(node.put(up, "/o/alice/caf%C3%A9", b"unicode key")?.status, 200);
+    assert_eq!(
+        node.put(up, "/o/alice/caf%C3%A9", b"unicode key")?.status,
+        200
+    );
     let list = node.get(up, "/o/alice/")?;
     let list: serde_json::Value = serde_json::from_slice(&list.body)?;
-    assert_eq!(list, json!([{"key": "caf\u{e9}", "size": 11}, {"key": "dir/data.bin", "size": 10000}]));
+    assert_eq!(
+        list,
+        json!([{"key": "caf\u{e9}", "size": 11}, {"key": "dir/data.bin", "size": 10000}])
+    );
     assert_eq!(node.delete(up, "/o/alice/dir/data.bin")?.status, 200);
     assert_eq!(node.get(up, "/o/alice/dir/data.bin")?.status, 404);
     assert_eq!(node.delete(up, "/o/alice/dir/data.bin")?.status, 404);
@@ -95,7 +112,10 @@ fn objects_state_health_metrics() -> Result<()> {
     assert_eq!(node.get(&node.http, "/healthz")?.text(), "OK");
     node.call("test", "echo", "x")?;
     let metrics = node.get(&node.http, "/metrics")?.text();
-    assert!(metrics.contains(r#"ferry_calls_total{function="echo",outcome="ok",user="test"}"#), "{metrics}");
+    assert!(
+        metrics.contains(r#"ferry_calls_total{function="echo",outcome="ok",user="test"}"#),
+        "{metrics}"
+    );
     assert!(metrics.contains("ferry_call_duration_seconds_bucket"));
     assert!(metrics.contains(r#"ferry_offloads_total{result="declined"} 0"#));
     Ok(())

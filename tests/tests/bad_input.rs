@@ -22,27 +22,88 @@ fn bad_requests_get_clear_errors_and_the_node_keeps_serving() -> Result<()> {
     let cases: Vec<(&str, Vec<u8>, u16, &str)> = vec![
         ("empty body", b"".to_vec(), 400, "Empty request"),
         ("whitespace body", b"  \n".to_vec(), 400, "Empty request"),
-        ("not JSON", b"{\"user\": ".to_vec(), 400, "Invalid JSON message: "),
-        ("JSON array", b"[1,2]".to_vec(), 400, "Invalid JSON message: "),
-        ("async not a bool", br#"{"user":"test","function":"echo","async":"yes"}"#.to_vec(), 400, "Invalid JSON message: invalid type: string \"yes\", expected a boolean"),
-        ("user not a string", br#"{"user":5,"function":"echo"}"#.to_vec(), 400, "Invalid JSON message: invalid type: integer `5`"),
-        ("missing user", br#"{"function":"echo"}"#.to_vec(), 400, "Empty user"),
-        ("missing function", br#"{"user":"test"}"#.to_vec(), 400, "Empty function"),
-        ("unknown function", br#"{"user":"test","function":"nope"}"#.to_vec(), 404, "No function test/nope"),
-        ("bad base64", br#"{"user":"test","function":"echo","input_base64":"!!"}"#.to_vec(), 400, "input_base64 is not base64"),
-        ("status of unknown id", br#"{"status":true,"id":12345}"#.to_vec(), 404, "No call 12345"),
+        (
+            "not JSON",
+            b"{\"user\": ".to_vec(),
+            400,
+            "Invalid JSON message: ",
+        ),
+        (
+            "JSON array",
+            b"[1,2]".to_vec(),
+            400,
+            "Invalid JSON message: ",
+        ),
+        (
+            "async not a bool",
+            br#"{"user":"test","function":"echo","async":"yes"}"#.to_vec(),
+            400,
+            "Invalid JSON message: invalid type: string \"yes\", expected a boolean",
+        ),
+        (
+            "user not a string",
+            br#"{"user":5,"function":"echo"}"#.to_vec(),
+            400,
+            "Invalid JSON message: invalid type: integer `5`",
+        ),
+        (
+            "missing user",
+            br#"{"function":"echo"}"#.to_vec(),
+            400,
+            "Empty user",
+        ),
+        (
+            "missing function",
+            br#"{"user":"test"}"#.to_vec(),
+            400,
+            "Empty function",
+        ),
+        (
+            "unknown function",
+            br#"{"user":"test","function":"nope"}"#.to_vec(),
+            404,
+            "No function test/nope",
+        ),
+        (
+            "bad base64",
+            br#"{"user":"test","function":"echo","input_base64":"!!"}"#.to_vec(),
+            400,
+            "input_base64 is not base64",
+        ),
+        (
+            "status of unknown id",
+            br#"{"status":true,"id":12345}"#.to_vec(),
+            404,
+            "No call 12345",
+        ),
     ];
     for (what, body, status, expected) in cases {
         let reply = node.post_raw(&body)?;
         assert_eq!(reply.status, status, "{what}: {}", reply.text());
-        assert!(reply.text().starts_with(expected), "{what}: got {:?}, expected {expected:?}", reply.text());
+        assert!(
+            reply.text().starts_with(expected),
+            "{what}: got {:?}, expected {expected:?}",
+            reply.text()
+        );
     }
 
     // Guests that misbehave: (function, input, reason fragment).
     let guests = [
-        ("oob_output", "", "env::__faasm_write_output: guest range [0x7fffff00, +4096) is outside linear memory"),
-        ("oob_input", "x", "env::__faasm_read_input: guest range [0xfffff000, +100) is outside linear memory"),
-        ("trap", "", "wasm trap: wasm `unreachable` instruction executed"),
+        (
+            "oob_output",
+            "",
+            "env::__faasm_write_output: guest range [0x7fffff00, +4096) is outside linear memory",
+        ),
+        (
+            "oob_input",
+            "x",
+            "env::__faasm_read_input: guest range [0xfffff000, +100) is outside linear memory",
+        ),
+        (
+            "trap",
+            "",
+            "wasm trap: wasm `unreachable` instruction executed",
+        ),
         ("loop", "", "deadline exceeded"),
         ("memhog", "", "memory cap exceeded"),
         ("unimpl", "", "env::socket"),
@@ -51,8 +112,14 @@ fn bad_requests_get_clear_errors_and_the_node_keeps_serving() -> Result<()> {
         let reply = node.call("test", function, input)?;
         let text = reply.text();
         assert_eq!(reply.status, 500, "{function}: {text}");
-        assert!(text.starts_with("Call failed (return value=1)\n"), "{function}: {text}");
-        assert!(text.contains(reason), "{function}: {text:?} lacks {reason:?}");
+        assert!(
+            text.starts_with("Call failed (return value=1)\n"),
+            "{function}: {text}"
+        );
+        assert!(
+            text.contains(reason),
+            "{function}: {text:?} lacks {reason:?}"
+        );
     }
 
     // Input over the cap.
@@ -62,10 +129,17 @@ fn bad_requests_get_clear_errors_and_the_node_keeps_serving() -> Result<()> {
     assert!(reply.text().contains("exceeds the cap"));
 
     // Uploads that are not wasm, or not valid wasm.
-    for (what, bytes) in [("text", b"hello".to_vec()), ("truncated wasm", b"\0asm\x01\0\0\0\x01".to_vec())] {
+    for (what, bytes) in [
+        ("text", b"hello".to_vec()),
+        ("truncated wasm", b"\0asm\x01\0\0\0\x01".to_vec()),
+    ] {
         let reply = node.upload_wasm("test", "broken", &bytes)?;
         assert_eq!(reply.status, 400, "{what}: {}", reply.text());
-        assert!(reply.text().starts_with("Invalid function test/broken: "), "{what}: {}", reply.text());
+        assert!(
+            reply.text().starts_with("Invalid function test/broken: "),
+            "{what}: {}",
+            reply.text()
+        );
     }
     let reply = node.call("test", "broken", "")?;
     assert_eq!(reply.status, 404, "a refused upload registers nothing");
@@ -79,9 +153,33 @@ fn bad_requests_get_clear_errors_and_the_node_keeps_serving() -> Result<()> {
     let reply = node.get(&node.upload, "/o/nobody/secret")?;
     assert_eq!(reply.status, 404);
     // and through a function of another user
-    assert_eq!(node.upload_wasm("b", "get", &std::fs::read(ferry_tests::guests()?.join("ndp/get.wasm"))?)?.status, 200);
+    assert_eq!(
+        node.upload_wasm(
+            "b",
+            "get",
+            &std::fs::read(ferry_tests::guests()?.join("ndp/get.wasm"))?
+        )?
+        .status,
+        200
+    );
     let reply = node.call("b", "get", "secret")?;
-    assert_eq!((reply.status, reply.text().as_str()), (500, "No object secret"));
+    assert_eq!(
+        (reply.status, reply.text().as_str()),
+        (500, "No object secret")
+    );
+
+    // Malformed HTTP on both ports: the connection gets a 400 (or is
+    // closed), the node goes on.
+    for addr in [&node.http, &node.upload] {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(addr)?;
+        stream.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
+        stream.write_all(b"NOT HTTP AT ALL\r\n\x00\x01\r\n\r\n")?;
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer);
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.is_empty() || answer.starts_with("HTTP/1.1 400"), "{answer}");
+    }
 
     node.assert_serving()?;
     Ok(())

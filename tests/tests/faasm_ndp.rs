@@ -11,7 +11,16 @@ use ferry_tests::Node;
 fn curl(node: &Node, body: &str) -> Result<String> {
     let url = format!("http://{}/f/", node.http);
     let out = Command::new("curl")
-        .args(["-s", "-X", "POST", &url, "-H", "Content-Type: application/json", "-d", body])
+        .args([
+            "-s",
+            "-X",
+            "POST",
+            &url,
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            body,
+        ])
         .output()?;
     if !out.status.success() {
         bail!("curl failed: {}", out.status);
@@ -47,7 +56,10 @@ fn faasm_ndp_curl_lines() -> Result<()> {
     };
     assert_eq!(curl(&node, &body("put", "key v1 v2 v3"))?, "OK");
     assert_eq!(curl(&node, &body("get", "key"))?, "v1 v2 v3");
-    assert_eq!(curl(&node, &body("wordcount", "key"))?, "v1\t1\nv2\t1\nv3\t1\n");
+    assert_eq!(
+        curl(&node, &body("wordcount", "key"))?,
+        "v1\t1\nv2\t1\nv3\t1\n"
+    );
     Ok(())
 }
 
@@ -55,11 +67,19 @@ fn faasm_ndp_curl_lines() -> Result<()> {
 fn wordcount_sorts_and_counts_a_larger_object() -> Result<()> {
     let node = Node::with_functions()?;
     let text = "the quick brown fox jumps over the lazy dog the end\n".repeat(2000);
-    assert_eq!(node.put(&node.upload, "/o/ndp/book", text.as_bytes())?.status, 200);
+    assert_eq!(
+        node.put(&node.upload, "/o/ndp/book", text.as_bytes())?
+            .status,
+        200
+    );
     let expected = "brown\t2000\ndog\t2000\nend\t2000\nfox\t2000\njumps\t2000\nlazy\t2000\nover\t2000\nquick\t2000\nthe\t6000\n";
     for function in ["wordcount", "wordcount_rs"] {
         let reply = node.call("ndp", function, "book")?;
-        assert_eq!((reply.status, reply.text().as_str()), (200, expected), "{function}");
+        assert_eq!(
+            (reply.status, reply.text().as_str()),
+            (200, expected),
+            "{function}"
+        );
     }
     // A missing object is an error, not an empty count.
     let reply = node.call("ndp", "get", "no-such-key")?;

@@ -12,12 +12,18 @@ use serde_json::json;
 fn functions_and_objects_survive_a_restart() -> Result<()> {
     let scratch = tempfile::tempdir()?;
     let data = scratch.path().join("data");
-    let node = Node::start(NodeOptions { data: Some(data.clone()), ..Default::default() })?;
+    let node = Node::start(NodeOptions {
+        data: Some(data.clone()),
+        ..Default::default()
+    })?;
     let wasm = std::fs::read(ferry_tests::guests()?.join("ndp/get.wasm"))?;
     assert_eq!(node.upload_wasm("keep", "get", &wasm)?.status, 200);
     assert_eq!(node.put(&node.upload, "/o/keep/k", b"durable")?.status, 200);
     node.kill()?;
-    let node = Node::start(NodeOptions { data: Some(data), ..Default::default() })?;
+    let node = Node::start(NodeOptions {
+        data: Some(data),
+        ..Default::default()
+    })?;
     let reply = node.call("keep", "get", "k")?;
     assert_eq!((reply.status, reply.text().as_str()), (200, "durable"));
     Ok(())
@@ -31,7 +37,8 @@ fn a_full_shard_answers_503_with_retry_after() -> Result<()> {
         ..Default::default()
     })?;
     // Occupy the only slot with a call that spins until its deadline.
-    let reply = node.invoke(json!({"user": "test", "function": "loop", "async": true, "timeout_ms": 3000}))?;
+    let reply = node
+        .invoke(json!({"user": "test", "function": "loop", "async": true, "timeout_ms": 3000}))?;
     assert_eq!(reply.status, 200);
     std::thread::sleep(Duration::from_millis(100));
     let busy = node.call("test", "echo", "x")?;
@@ -47,25 +54,58 @@ fn a_full_shard_answers_503_with_retry_after() -> Result<()> {
 fn the_cli_uploads_invokes_and_moves_objects() -> Result<()> {
     let node = Node::start(NodeOptions::default())?;
     let port = |addr: &str| addr.rsplit(':').next().unwrap_or_default().to_owned();
-    let target = ["--host".to_owned(), "127.0.0.1".to_owned(), "--http-port".to_owned(), port(&node.http), "--upload-port".to_owned(), port(&node.upload)];
+    let target = [
+        "--host".to_owned(),
+        "127.0.0.1".to_owned(),
+        "--http-port".to_owned(),
+        port(&node.http),
+        "--upload-port".to_owned(),
+        port(&node.upload),
+    ];
     let ferry = |args: &[&str]| -> Result<std::process::Output> {
-        Ok(Command::new(ferry_bin()).args(args).args(&target).output()?)
+        Ok(Command::new(ferry_bin())
+            .args(args)
+            .args(&target)
+            .output()?)
     };
     let guests = ferry_tests::guests()?;
     let put = guests.join("ndp/put.wasm");
     let wordcount = guests.join("ndp/wordcount.wasm");
     let out = ferry(&["upload", "cli", "put", &put.to_string_lossy()])?;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(ferry(&["upload", "cli", "wordcount", &wordcount.to_string_lossy()])?.status.success());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        ferry(&["upload", "cli", "wordcount", &wordcount.to_string_lossy()])?
+            .status
+            .success()
+    );
     let out = ferry(&["invoke", "cli", "put", "--input", "doc a b a"])?;
     assert_eq!(String::from_utf8_lossy(&out.stdout), "OK");
-    let out = ferry(&["invoke", "cli", "wordcount", "--input", "doc", "--forbid-ndp"])?;
+    let out = ferry(&[
+        "invoke",
+        "cli",
+        "wordcount",
+        "--input",
+        "doc",
+        "--forbid-ndp",
+    ])?;
     assert_eq!(String::from_utf8_lossy(&out.stdout), "a\t2\nb\t1\n");
     let out = ferry(&["object", "get", "cli", "doc"])?;
     assert_eq!(String::from_utf8_lossy(&out.stdout), "a b a");
     let file = tempfile::NamedTempFile::new()?;
     std::fs::write(file.path(), b"from a file")?;
-    assert!(ferry(&["object", "put", "cli", "f/1", &file.path().to_string_lossy()])?.status.success());
+    assert!(ferry(&[
+        "object",
+        "put",
+        "cli",
+        "f/1",
+        &file.path().to_string_lossy()
+    ])?
+    .status
+    .success());
     let out = ferry(&["object", "ls", "cli"])?;
     assert!(String::from_utf8_lossy(&out.stdout).contains(r#""key":"f/1""#));
     let out = ferry(&["invoke", "cli", "missing"])?;

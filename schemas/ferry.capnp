@@ -1,0 +1,148 @@
+# ferry's node-to-node messages.
+#
+# Every message travels as one frame: a fixed 24-byte header (see
+# transport/src/frame.rs) that names the message kind, followed by one Cap'n
+# Proto message in the standard flat encoding (segment table, then segments)
+# whose root is the struct for that kind. The header's kind is the only
+# discriminant: there is no envelope union, so a frame's payload decodes with
+# any Cap'n Proto implementation given this file and the kind.
+#
+# Compatibility: add fields only at the end of a struct with the next ordinal;
+# never renumber or retype one. A change that old nodes cannot read raises
+# `protocolVersion` (carried in Hello), and nodes refuse a peer whose version
+# differs.
+
+@0xb5ac3679f4c6e034;
+
+const protocolVersion :UInt32 = 1;
+
+# Bits of Hello.capabilities.
+const capabilityRdma :UInt64 = 1;     # this node has an RDMA device and offers a queue pair
+const capabilityOffload :UInt64 = 2;  # accepts Offer (runs funclets next to its objects)
+const capabilityObjects :UInt64 = 4;  # serves ObjectRead / ObjectWrite
+
+# Size of one page in Pages.data: the offload unit, not wasm's 64 KiB page.
+const pageBytes :UInt32 = 4096;
+
+# First message on every connection, both ways: the connecting node sends its
+# Hello as a request and the accepting node answers with its own.
+struct Hello {
+  version @0 :UInt32;          # protocolVersion of the sender
+  nodeName @1 :Text;
+  capabilities @2 :UInt64;     # capability* bits
+  rdma :union {
+    none @3 :Void;
+    endpoint @4 :RdmaEndpoint; # present only with capabilityRdma
+  }
+}
+
+# What the other side needs to connect a reliable-connection queue pair to
+# ours and to RDMA WRITE into our receive buffer.
+struct RdmaEndpoint {
+  qpNumber @0 :UInt32;
+  packetSequence @1 :UInt32;   # first packet sequence number our send queue uses
+  lid @2 :UInt16;              # InfiniBand local id; 0 on RoCE
+  gid @3 :Data;                # 16 bytes; routes RoCE traffic
+  mtu @4 :UInt8;               # ibv_mtu enum value of our port
+  recvAddress @5 :UInt64;      # virtual address of our registered receive buffer
+  recvKey @6 :UInt32;          # its rkey
+  recvBytes @7 :UInt64;        # its length
+}
+
+# A mutable wasm global by its index in the module, value as raw bits
+# (i32/f32 zero-extended).
+struct Global {
+  index @0 :UInt32;
+  bits @1 :UInt64;
+}
+
+# A set of 4 KiB pages of linear memory: `indices[i]` is the page number of
+# bytes `data[i * pageBytes .. (i + 1) * pageBytes]`. One contiguous blob rather
+# than one Data per page, so a receiver reads every page without copying and a
+# sender writes them with one copy.
+struct PageSet {
+  indices @0 :List(UInt32);    # strictly ascending
+  data @1 :Data;               # indices.length * pageBytes bytes
+}
+
+# Compute node -> storage node: may I run this funclet next to `key`?
+struct Offer {
+  callId @0 :UInt64;
+  user @1 :Text;
+  function @2 :Text;
+  moduleHash @3 :Data;         # identifies the uploaded module (its zygote image)
+  key @4 :Data;                # the object the funclet works on
+  funcletIndex @5 :UInt32;     # element of the module's function table
+  args @6 :List(Int32);
+  memoryPages @7 :UInt32;      # linear memory size in 64 KiB wasm pages
+  globals @8 :List(Global);
+  inlinePages :union {         # small snapshots ride here: one round trip
+    none @9 :Void;
+    pages @10 :PageSet;
+  }
+}
+
+struct Accept {
+  callId @0 :UInt64;
+  slot @1 :UInt32;             # the storage node's offload slot for this call
+}
+
+struct Decline {
+  callId @0 :UInt64;
+  reason @1 :Text;
+}
+
+# The snapshot's dirty pages, sent after Accept when they did not ride in the
+# Offer.
+struct Pages {
+  callId @0 :UInt64;
+  pages @1 :PageSet;
+}
+
+# Storage node -> compute node: the funclet returned.
+struct Done {
+  callId @0 :UInt64;
+  returnValue @1 :Int32;
+  globals @2 :List(Global);
+  memoryPages @3 :UInt32;      # memory size after the call, in 64 KiB wasm pages
+  dirtyPages @4 :PageSet;      # pages written since the snapshot was applied
+}
+
+struct ObjectRead {
+  user @0 :Text;
+  key @1 :Data;
+  offset @2 :UInt64;
+  lenMax @3 :UInt64;
+}
+
+struct ObjectData {
+  found @0 :Bool;
+  objectBytes @1 :UInt64;      # the object's whole size
+  offset @2 :UInt64;           # where `data` starts in the object
+  data @3 :Data;
+}
+
+# Creates or replaces the whole object.
+struct ObjectWrite {
+  user @0 :Text;
+  key @1 :Data;
+  data @2 :Data;
+}
+
+struct ObjectWritten {
+  objectBytes @0 :UInt64;
+}
+
+struct Error {
+  code @0 :ErrorCode;
+  message @1 :Text;
+}
+
+enum ErrorCode {
+  internal @0;
+  badRequest @1;               # the request broke the protocol or a limit
+  notFound @2;                 # unknown module, function or slot
+  trap @3;                     # the funclet trapped; `message` says how
+  versionMismatch @4;
+  unavailable @5;              # the node is shutting down or not ready
+}

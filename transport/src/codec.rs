@@ -1,0 +1,730 @@
+//! Message <-> Cap'n Proto. The only module that touches the generated
+//! readers and builders.
+//!
+//! Encoding builds the message in one segment sized from an upper-bound
+//! estimate, so the wire bytes are the segment table (8 bytes) and that one
+//! segment, written without another copy. Decoding reads the message in place
+//! from the frame's receive buffer; `Data` fields come out as slices of that
+//! buffer.
+
+use bytes::Bytes;
+use capnp::message::{Builder, HeapAllocator, ReaderOptions};
+use capnp::serialize;
+
+use crate::error::TransportError;
+use crate::limits;
+use crate::message::{
+    Capabilities, Done, ErrorCode, Global, Hello, Message, MessageKind, Offer, PageSet, Pages,
+    RdmaEndpoint, PAGE_BYTES,
+};
+use ferry_schemas::ferry_capnp as wire;
+
+const WORD_BYTES: usize = 8;
+
+/// A message built and ready to frame.
+pub(crate) struct Encoded {
+    builder: Builder<HeapAllocator>,
+}
+
+impl Encoded {
+    /// The wire segments (one, unless the size estimate was wrong).
+    pub(crate) fn segments(&self) -> capnp::OutputSegments<'_> {
+        self.builder.get_segments_for_output()
+    }
+
+    /// Bytes of the flat encoding: segment table plus segments.
+    pub(crate) fn payload_bytes(&self) -> usize {
+        serialize::compute_serialized_size_in_words(&self.builder) * WORD_BYTES
+    }
+}
+
+/// Builds `message`. Refuses, before building, a message whose payload bytes
+/// alone exceed `frame_bytes_max`, and after building one whose encoding does.
+#[cfg(test)]
+pub(crate) fn encode(message: &Message, frame_bytes_max: u32) -> Result<Encoded, TransportError> {
+    encode_with(message, frame_bytes_max, PageBytes::Inline)
+}
+
+/// Where a message's page bytes travel.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PageBytes {
+    /// In the frame, as the PageSet's `data`.
+    Inline,
+    /// Elsewhere (an RDMA WRITE); the frame carries the page indices only.
+    #[cfg_attr(not(feature = "rdma"), allow(dead_code))]
+    Elsewhere,
+}
+
+pub(crate) fn encode_with(
+    message: &Message,
+    frame_bytes_max: u32,
+    page_bytes: PageBytes,
+) -> Result<Encoded, TransportError> {
+    let payload_bytes = payload_bytes_lower_bound(message);
+    if payload_bytes > u64::from(frame_bytes_max) {
+        return Err(TransportError::FrameTooLarge {
+            len_bytes: payload_bytes,
+            max_bytes: u64::from(frame_bytes_max),
+        });
+    }
+    let words = estimate_words(message).min(u64::from(frame_bytes_max) / WORD_BYTES as u64 + 64);
+    // `words` is at most frame_bytes_max / 8 + 64, far below u32::MAX.
+    let words = u32::try_from(words).unwrap_or(u32::MAX);
+    let mut builder = Builder::new(HeapAllocator::new().first_segment_words(words.max(16)));
+    build(message, &mut builder, page_bytes).map_err(|error| {
+        TransportError::bad_message(message.kind().name(), format!("encoding: {error}"))
+    })?;
+    let encoded = Encoded { builder };
+    let len_bytes = encoded.payload_bytes() as u64;
+    if len_bytes > u64::from(frame_bytes_max) {
+        return Err(TransportError::FrameTooLarge {
+            len_bytes,
+            max_bytes: u64::from(frame_bytes_max),
+        });
+    }
+    Ok(encoded)
+}
+
+/// Reads a `kind` message from `payload` (8-byte aligned, exactly one flat
+/// Cap'n Proto message). `Data` fields become slices of `payload`.
+pub(crate) fn decode(kind: MessageKind, payload: &Bytes) -> Result<Message, TransportError> {
+    decode_inner(kind, payload, None)
+}
+
+/// Reads a Pages message whose page bytes came apart from the frame (by
+/// RDMA); its `data` field must be empty.
+#[cfg_attr(not(feature = "rdma"), allow(dead_code))]
+pub(crate) fn decode_with_pages(
+    kind: MessageKind,
+    payload: &Bytes,
+    page_bytes: Bytes,
+) -> Result<Message, TransportError> {
+    if kind != MessageKind::Pages {
+        return Err(TransportError::bad_frame(format!(
+            "RDMA payload on a {} frame",
+            kind.name()
+        )));
+    }
+    decode_inner(kind, payload, Some(page_bytes))
+}
+
+fn decode_inner(
+    kind: MessageKind,
+    payload: &Bytes,
+    page_bytes: Option<Bytes>,
+) -> Result<Message, TransportError> {
+    let name = kind.name();
+    let bad = |reason: String| TransportError::bad_message(name, reason);
+    if payload.as_ptr() as usize % WORD_BYTES != 0 {
+        return Err(bad("receive buffer is not 8-byte aligned".into()));
+    }
+    // Each word is visited about once; twice the payload bounds a message
+    // that points several times at the same bytes.
+    let options = ReaderOptions {
+        traversal_limit_in_words: Some(payload.len() / WORD_BYTES * 2 + 1024),
+        nesting_limit: 16,
+    };
+    let mut rest: &[u8] = payload;
+    let reader = serialize::read_message_from_flat_slice(&mut rest, options)
+        .map_err(|error| bad(error.to_string()))?;
+    if !rest.is_empty() {
+        return Err(bad(format!("{} bytes after the message", rest.len())));
+    }
+    read(kind, payload, &reader, page_bytes).map_err(|error| match error {
+        ReadError::Capnp(error) => bad(error.to_string()),
+        ReadError::Invalid(reason) => bad(reason),
+        ReadError::Transport(error) => error,
+    })
+}
+
+/// Every byte of text and data in `message`: no encoding is shorter.
+fn payload_bytes_lower_bound(message: &Message) -> u64 {
+    let pages = |set: &PageSet| set.data().len() as u64 + set.len() as u64 * 4;
+    let len = |bytes: usize| bytes as u64;
+    match message {
+        Message::Hello(hello) => len(hello.node_name.len()),
+        Message::Offer(offer) => {
+            len(offer.user.len() + offer.function.len() + offer.key.len())
+                + len(offer.args.len() * 4 + offer.globals.len() * 16)
+                + offer.inline_pages.as_ref().map_or(0, pages)
+        }
+        Message::Accept { .. } | Message::ObjectWritten { .. } => 0,
+        Message::Decline { reason, .. } => len(reason.len()),
+        Message::Pages(message) => pages(&message.pages),
+        Message::Done(done) => len(done.globals.len() * 16) + pages(&done.dirty_pages),
+        Message::ObjectRead { user, key, .. } => len(user.len() + key.len()),
+        Message::ObjectData { data, .. } => len(data.len()),
+        Message::ObjectWrite { user, key, data } => len(user.len() + key.len() + data.len()),
+        Message::Error { message, .. } => len(message.len()),
+    }
+}
+
+/// Upper bound of the encoded words, so the message fits one segment.
+fn estimate_words(message: &Message) -> u64 {
+    fn blob(bytes: usize) -> u64 {
+        (bytes as u64 + 1).div_ceil(WORD_BYTES as u64) + 1
+    }
+    fn list32(n: usize) -> u64 {
+        (n as u64 * 4).div_ceil(WORD_BYTES as u64) + 1
+    }
+    fn globals(globals: &[Global]) -> u64 {
+        globals.len() as u64 * 2 + 2
+    }
+    fn pages(set: &PageSet) -> u64 {
+        8 + list32(set.len()) + blob(set.data().len())
+    }
+    // Root struct, segment slack and the list and struct headers.
+    let base = 32;
+    base + match message {
+        Message::Hello(hello) => blob(hello.node_name.len()) + 16,
+        Message::Offer(offer) => {
+            blob(offer.user.len())
+                + blob(offer.function.len())
+                + blob(offer.module_hash.len())
+                + blob(offer.key.len())
+                + list32(offer.args.len())
+                + globals(&offer.globals)
+                + offer.inline_pages.as_ref().map_or(0, pages)
+        }
+        Message::Accept { .. } | Message::ObjectWritten { .. } => 0,
+        Message::Decline { reason, .. } => blob(reason.len()),
+        Message::Pages(message) => pages(&message.pages),
+        Message::Done(done) => globals(&done.globals) + pages(&done.dirty_pages),
+        Message::ObjectRead { user, key, .. } => blob(user.len()) + blob(key.len()),
+        Message::ObjectData { data, .. } => blob(data.len()),
+        Message::ObjectWrite { user, key, data } => {
+            blob(user.len()) + blob(key.len()) + blob(data.len())
+        }
+        Message::Error { message, .. } => blob(message.len()),
+    }
+}
+
+/// Lengths below are bounded by `frame_bytes_max` (checked by the caller),
+/// so they fit the schema's u32 list sizes.
+fn len32(len: usize) -> capnp::Result<u32> {
+    u32::try_from(len).map_err(|_| capnp::Error::failed(format!("length {len} exceeds u32")))
+}
+
+fn build(
+    message: &Message,
+    builder: &mut Builder<HeapAllocator>,
+    page_bytes: PageBytes,
+) -> capnp::Result<()> {
+    match message {
+        Message::Hello(hello) => {
+            let mut root = builder.init_root::<wire::hello::Builder>();
+            root.set_version(hello.version);
+            root.set_node_name(hello.node_name.as_str());
+            root.set_capabilities(hello.capabilities.0);
+            match &hello.rdma {
+                None => root.init_rdma().set_none(()),
+                Some(endpoint) => {
+                    let mut out = root.init_rdma().init_endpoint();
+                    out.set_qp_number(endpoint.qp_number);
+                    out.set_packet_sequence(endpoint.packet_sequence);
+                    out.set_lid(endpoint.lid);
+                    out.set_gid(&endpoint.gid);
+                    out.set_mtu(endpoint.mtu);
+                    out.set_recv_address(endpoint.recv_address);
+                    out.set_recv_key(endpoint.recv_key);
+                    out.set_recv_bytes(endpoint.recv_bytes);
+                }
+            }
+        }
+        Message::Offer(offer) => {
+            let mut root = builder.init_root::<wire::offer::Builder>();
+            root.set_call_id(offer.call_id);
+            root.set_user(offer.user.as_str());
+            root.set_function(offer.function.as_str());
+            root.set_module_hash(&offer.module_hash);
+            root.set_key(&offer.key);
+            root.set_funclet_index(offer.funclet_index);
+            root.set_memory_pages(offer.memory_pages);
+            let mut args = root.reborrow().init_args(len32(offer.args.len())?);
+            for (i, arg) in offer.args.iter().enumerate() {
+                args.set(i as u32, *arg);
+            }
+            build_globals(
+                root.reborrow().init_globals(len32(offer.globals.len())?),
+                &offer.globals,
+            );
+            match &offer.inline_pages {
+                None => root.init_inline_pages().set_none(()),
+                Some(pages) => {
+                    build_pages(root.init_inline_pages().init_pages(), pages, page_bytes)?
+                }
+            }
+        }
+        Message::Accept { call_id, slot } => {
+            let mut root = builder.init_root::<wire::accept::Builder>();
+            root.set_call_id(*call_id);
+            root.set_slot(*slot);
+        }
+        Message::Decline { call_id, reason } => {
+            let mut root = builder.init_root::<wire::decline::Builder>();
+            root.set_call_id(*call_id);
+            root.set_reason(reason.as_str());
+        }
+        Message::Pages(pages) => {
+            let mut root = builder.init_root::<wire::pages::Builder>();
+            root.set_call_id(pages.call_id);
+            build_pages(root.init_pages(), &pages.pages, page_bytes)?;
+        }
+        Message::Done(done) => {
+            let mut root = builder.init_root::<wire::done::Builder>();
+            root.set_call_id(done.call_id);
+            root.set_return_value(done.return_value);
+            root.set_memory_pages(done.memory_pages);
+            build_globals(
+                root.reborrow().init_globals(len32(done.globals.len())?),
+                &done.globals,
+            );
+            build_pages(root.init_dirty_pages(), &done.dirty_pages, page_bytes)?;
+        }
+        Message::ObjectRead {
+            user,
+            key,
+            offset,
+            len_max,
+        } => {
+            let mut root = builder.init_root::<wire::object_read::Builder>();
+            root.set_user(user.as_str());
+            root.set_key(key);
+            root.set_offset(*offset);
+            root.set_len_max(*len_max);
+        }
+        Message::ObjectData {
+            found,
+            object_bytes,
+            offset,
+            data,
+        } => {
+            let mut root = builder.init_root::<wire::object_data::Builder>();
+            root.set_found(*found);
+            root.set_object_bytes(*object_bytes);
+            root.set_offset(*offset);
+            root.set_data(data);
+        }
+        Message::ObjectWrite { user, key, data } => {
+            let mut root = builder.init_root::<wire::object_write::Builder>();
+            root.set_user(user.as_str());
+            root.set_key(key);
+            root.set_data(data);
+        }
+        Message::ObjectWritten { object_bytes } => {
+            let mut root = builder.init_root::<wire::object_written::Builder>();
+            root.set_object_bytes(*object_bytes);
+        }
+        Message::Error { code, message } => {
+            let mut root = builder.init_root::<wire::error::Builder>();
+            root.set_code(error_code_to_wire(*code));
+            root.set_message(message.as_str());
+        }
+    }
+    Ok(())
+}
+
+fn build_globals(
+    mut out: capnp::struct_list::Builder<'_, wire::global::Owned>,
+    globals: &[Global],
+) {
+    for (i, global) in globals.iter().enumerate() {
+        let mut entry = out.reborrow().get(i as u32);
+        entry.set_index(global.index);
+        entry.set_bits(global.bits);
+    }
+}
+
+fn build_pages(
+    mut out: wire::page_set::Builder<'_>,
+    pages: &PageSet,
+    page_bytes: PageBytes,
+) -> capnp::Result<()> {
+    // Checked once more on the way out: a PageSet is built only through
+    // PageSet::new, so this holds unless memory was corrupted.
+    debug_assert_eq!(pages.data().len(), pages.len() * PAGE_BYTES);
+    let mut indices = out.reborrow().init_indices(len32(pages.len())?);
+    for (i, index) in pages.indices().iter().enumerate() {
+        indices.set(i as u32, *index);
+    }
+    if page_bytes == PageBytes::Inline {
+        out.set_data(pages.data());
+    }
+    Ok(())
+}
+
+fn error_code_to_wire(code: ErrorCode) -> wire::ErrorCode {
+    match code {
+        ErrorCode::Internal => wire::ErrorCode::Internal,
+        ErrorCode::BadRequest => wire::ErrorCode::BadRequest,
+        ErrorCode::NotFound => wire::ErrorCode::NotFound,
+        ErrorCode::Trap => wire::ErrorCode::Trap,
+        ErrorCode::VersionMismatch => wire::ErrorCode::VersionMismatch,
+        ErrorCode::Unavailable => wire::ErrorCode::Unavailable,
+    }
+}
+
+fn error_code_from_wire(code: wire::ErrorCode) -> ErrorCode {
+    match code {
+        wire::ErrorCode::Internal => ErrorCode::Internal,
+        wire::ErrorCode::BadRequest => ErrorCode::BadRequest,
+        wire::ErrorCode::NotFound => ErrorCode::NotFound,
+        wire::ErrorCode::Trap => ErrorCode::Trap,
+        wire::ErrorCode::VersionMismatch => ErrorCode::VersionMismatch,
+        wire::ErrorCode::Unavailable => ErrorCode::Unavailable,
+    }
+}
+
+enum ReadError {
+    Capnp(capnp::Error),
+    Invalid(String),
+    Transport(TransportError),
+}
+
+impl From<capnp::Error> for ReadError {
+    fn from(error: capnp::Error) -> Self {
+        ReadError::Capnp(error)
+    }
+}
+
+impl From<capnp::NotInSchema> for ReadError {
+    fn from(error: capnp::NotInSchema) -> Self {
+        ReadError::Invalid(format!("union or enum value {} not in schema", error.0))
+    }
+}
+
+impl From<TransportError> for ReadError {
+    fn from(error: TransportError) -> Self {
+        ReadError::Transport(error)
+    }
+}
+
+fn text(reader: capnp::Result<capnp::text::Reader<'_>>) -> Result<String, ReadError> {
+    Ok(reader?
+        .to_str()
+        .map_err(|error| ReadError::Invalid(error.to_string()))?
+        .to_owned())
+}
+
+/// `slice` as a view of `payload`, without copying. Cap'n Proto hands out
+/// data pointing into the buffer it reads; anything else is refused rather
+/// than trusted.
+fn shared(payload: &Bytes, slice: &[u8]) -> Result<Bytes, ReadError> {
+    if slice.is_empty() {
+        return Ok(Bytes::new());
+    }
+    let start = payload.as_ptr() as usize;
+    let at = slice.as_ptr() as usize;
+    if at < start || at + slice.len() > start + payload.len() {
+        return Err(ReadError::Invalid("data outside the frame".into()));
+    }
+    Ok(payload.slice(at - start..at - start + slice.len()))
+}
+
+fn read_globals(reader: capnp::struct_list::Reader<'_, wire::global::Owned>) -> Vec<Global> {
+    reader
+        .iter()
+        .map(|global| Global {
+            index: global.get_index(),
+            bits: global.get_bits(),
+        })
+        .collect()
+}
+
+fn read_pages(
+    payload: &Bytes,
+    reader: wire::page_set::Reader<'_>,
+    page_bytes: Option<Bytes>,
+) -> Result<PageSet, ReadError> {
+    let indices: Vec<u32> = reader.get_indices()?.iter().collect();
+    let inline = reader.get_data()?;
+    let data = match page_bytes {
+        None => shared(payload, inline)?,
+        Some(_) if !inline.is_empty() => {
+            return Err(ReadError::Invalid(
+                "page bytes both inline and apart".into(),
+            ))
+        }
+        Some(bytes) => bytes,
+    };
+    Ok(PageSet::new(indices, data)?)
+}
+
+fn read(
+    kind: MessageKind,
+    payload: &Bytes,
+    reader: &capnp::message::Reader<serialize::BufferSegments<&[u8]>>,
+    page_bytes: Option<Bytes>,
+) -> Result<Message, ReadError> {
+    Ok(match kind {
+        MessageKind::Hello => {
+            let root: wire::hello::Reader = reader.get_root()?;
+            let node_name = text(root.get_node_name())?;
+            if node_name.len() > limits::NODE_NAME_BYTES_MAX {
+                return Err(ReadError::Invalid(format!(
+                    "node name of {} bytes exceeds {}",
+                    node_name.len(),
+                    limits::NODE_NAME_BYTES_MAX
+                )));
+            }
+            let rdma = match root.get_rdma().which()? {
+                wire::hello::rdma::None(()) => None,
+                wire::hello::rdma::Endpoint(endpoint) => {
+                    let endpoint = endpoint?;
+                    let gid = endpoint.get_gid()?;
+                    let gid: [u8; 16] = gid.try_into().map_err(|_| {
+                        ReadError::Invalid(format!("gid of {} bytes, expected 16", gid.len()))
+                    })?;
+                    Some(RdmaEndpoint {
+                        qp_number: endpoint.get_qp_number(),
+                        packet_sequence: endpoint.get_packet_sequence(),
+                        lid: endpoint.get_lid(),
+                        gid,
+                        mtu: endpoint.get_mtu(),
+                        recv_address: endpoint.get_recv_address(),
+                        recv_key: endpoint.get_recv_key(),
+                        recv_bytes: endpoint.get_recv_bytes(),
+                    })
+                }
+            };
+            Message::Hello(Hello {
+                version: root.get_version(),
+                node_name,
+                capabilities: Capabilities(root.get_capabilities()),
+                rdma,
+            })
+        }
+        MessageKind::Offer => {
+            let root: wire::offer::Reader = reader.get_root()?;
+            let hash = root.get_module_hash()?;
+            let module_hash = hash.try_into().map_err(|_| {
+                ReadError::Invalid(format!("module hash of {} bytes, expected 32", hash.len()))
+            })?;
+            let inline_pages = match root.get_inline_pages().which()? {
+                wire::offer::inline_pages::None(()) => None,
+                wire::offer::inline_pages::Pages(pages) => Some(read_pages(payload, pages?, None)?),
+            };
+            Message::Offer(Offer {
+                call_id: root.get_call_id(),
+                user: text(root.get_user())?,
+                function: text(root.get_function())?,
+                module_hash,
+                key: root.get_key()?.to_vec(),
+                funclet_index: root.get_funclet_index(),
+                args: root.get_args()?.iter().collect(),
+                memory_pages: root.get_memory_pages(),
+                globals: read_globals(root.get_globals()?),
+                inline_pages,
+            })
+        }
+        MessageKind::Accept => {
+            let root: wire::accept::Reader = reader.get_root()?;
+            Message::Accept {
+                call_id: root.get_call_id(),
+                slot: root.get_slot(),
+            }
+        }
+        MessageKind::Decline => {
+            let root: wire::decline::Reader = reader.get_root()?;
+            Message::Decline {
+                call_id: root.get_call_id(),
+                reason: text(root.get_reason())?,
+            }
+        }
+        MessageKind::Pages => {
+            let root: wire::pages::Reader = reader.get_root()?;
+            Message::Pages(Pages {
+                call_id: root.get_call_id(),
+                pages: read_pages(payload, root.get_pages()?, page_bytes)?,
+            })
+        }
+        MessageKind::Done => {
+            let root: wire::done::Reader = reader.get_root()?;
+            Message::Done(Done {
+                call_id: root.get_call_id(),
+                return_value: root.get_return_value(),
+                globals: read_globals(root.get_globals()?),
+                memory_pages: root.get_memory_pages(),
+                dirty_pages: read_pages(payload, root.get_dirty_pages()?, None)?,
+            })
+        }
+        MessageKind::ObjectRead => {
+            let root: wire::object_read::Reader = reader.get_root()?;
+            Message::ObjectRead {
+                user: text(root.get_user())?,
+                key: root.get_key()?.to_vec(),
+                offset: root.get_offset(),
+                len_max: root.get_len_max(),
+            }
+        }
+        MessageKind::ObjectData => {
+            let root: wire::object_data::Reader = reader.get_root()?;
+            Message::ObjectData {
+                found: root.get_found(),
+                object_bytes: root.get_object_bytes(),
+                offset: root.get_offset(),
+                data: shared(payload, root.get_data()?)?,
+            }
+        }
+        MessageKind::ObjectWrite => {
+            let root: wire::object_write::Reader = reader.get_root()?;
+            Message::ObjectWrite {
+                user: text(root.get_user())?,
+                key: root.get_key()?.to_vec(),
+                data: shared(payload, root.get_data()?)?,
+            }
+        }
+        MessageKind::ObjectWritten => {
+            let root: wire::object_written::Reader = reader.get_root()?;
+            Message::ObjectWritten {
+                object_bytes: root.get_object_bytes(),
+            }
+        }
+        MessageKind::Error => {
+            let root: wire::error::Reader = reader.get_root()?;
+            Message::Error {
+                code: error_code_from_wire(root.get_code()?),
+                message: text(root.get_message())?,
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::{Frame, FrameFlags};
+    use crate::limits::FRAME_BYTES_MAX;
+    use crate::testing;
+
+    fn round_trip(message: &Message) -> Result<(Frame, Message), TransportError> {
+        let bytes = Frame::encode_to_vec(1, FrameFlags::NONE, message, FRAME_BYTES_MAX)?;
+        let frame = Frame::decode_from_slice(&bytes, FRAME_BYTES_MAX)?;
+        let decoded = frame.message()?;
+        Ok((frame, decoded))
+    }
+
+    #[test]
+    fn every_kind_decodes_to_what_was_encoded() -> Result<(), TransportError> {
+        for message in testing::every_kind() {
+            let (frame, decoded) = round_trip(&message)?;
+            assert_eq!(frame.header.kind, message.kind());
+            assert_eq!(decoded, message);
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn encoding_is_one_segment() -> Result<(), TransportError> {
+        for message in testing::every_kind() {
+            let encoded = encode(&message, FRAME_BYTES_MAX)?;
+            assert_eq!(encoded.segments().len(), 1, "{:?}", message.kind());
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn page_and_object_bytes_are_not_copied_out_of_the_frame() -> Result<(), TransportError> {
+        let inside = |frame: &Frame, data: &Bytes| {
+            let start = frame.payload.as_ptr() as usize;
+            let at = data.as_ptr() as usize;
+            !data.is_empty() && at >= start && at + data.len() <= start + frame.payload.len()
+        };
+        let (frame, decoded) = round_trip(&Message::Pages(Pages {
+            call_id: 1,
+            pages: testing::pages(16),
+        }))?;
+        let Message::Pages(pages) = decoded else {
+            return Err(TransportError::bad_message(
+                "Pages",
+                "decoded to another kind",
+            ));
+        };
+        assert!(inside(&frame, pages.pages.data()));
+        let (frame, decoded) = round_trip(&Message::ObjectData {
+            found: true,
+            object_bytes: 5,
+            offset: 0,
+            data: Bytes::from_static(b"hello"),
+        })?;
+        let Message::ObjectData { data, .. } = decoded else {
+            return Err(TransportError::bad_message(
+                "ObjectData",
+                "decoded to another kind",
+            ));
+        };
+        assert!(inside(&frame, &data));
+        Ok(())
+    }
+
+    #[test]
+    fn inconsistent_page_sets_are_refused_on_decode() -> Result<(), TransportError> {
+        // Build a Pages message by hand whose data is one byte short.
+        let mut builder = Builder::new_default();
+        {
+            let mut root = builder.init_root::<wire::pages::Builder>();
+            root.set_call_id(1);
+            let mut pages = root.init_pages();
+            pages.reborrow().init_indices(1).set(0, 4);
+            pages.set_data(&[0u8; PAGE_BYTES - 1]);
+        }
+        let payload = serialize::write_message_to_words(&builder);
+        let mut buffer = crate::frame::AlignedBuf::zeroed(payload.len());
+        buffer.as_mut_bytes().copy_from_slice(&payload);
+        match decode(MessageKind::Pages, &Bytes::from_owner(buffer)) {
+            Err(TransportError::BadMessage { reason, .. }) => {
+                assert!(reason.contains("4096"), "{reason}")
+            }
+            other => panic!("expected BadMessage, got {other:?}"),
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn messages_over_the_limit_are_refused_before_encoding() {
+        let message = Message::ObjectWrite {
+            user: "u".into(),
+            key: b"k".to_vec(),
+            data: Bytes::from(vec![0u8; 4096]),
+        };
+        assert!(matches!(
+            encode(&message, 1024),
+            Err(TransportError::FrameTooLarge {
+                max_bytes: 1024,
+                ..
+            })
+        ));
+    }
+
+    /// Flipped bytes anywhere in valid frames: every outcome is a message
+    /// or an error, never a panic.
+    #[test]
+    fn corrupted_payloads_never_panic() -> Result<(), TransportError> {
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut outcomes = [0usize; 2];
+        for message in testing::every_kind() {
+            let bytes = Frame::encode_to_vec(1, FrameFlags::NONE, &message, FRAME_BYTES_MAX)?;
+            let payload = &bytes[crate::limits::FRAME_HEADER_BYTES..];
+            for _ in 0..2_000 {
+                let mut corrupt = payload.to_vec();
+                for _ in 0..1 + next() % 4 {
+                    let at = (next() % corrupt.len() as u64) as usize;
+                    corrupt[at] = next() as u8;
+                }
+                let mut buffer = crate::frame::AlignedBuf::zeroed(corrupt.len());
+                buffer.as_mut_bytes().copy_from_slice(&corrupt);
+                let result = decode(message.kind(), &Bytes::from_owner(buffer));
+                outcomes[usize::from(result.is_err())] += 1;
+            }
+        }
+        // Both outcomes occur: the corruption reaches the decoder's checks.
+        assert!(outcomes[0] > 0 && outcomes[1] > 0, "{outcomes:?}");
+        Ok(())
+    }
+}

@@ -1,0 +1,326 @@
+//! ferry's node-to-node messages as plain Rust types. The Cap'n Proto
+//! readers and builders never leave `codec.rs`; everything else in the
+//! workspace sees these.
+//!
+//! Large payloads (memory pages, object bytes) are [`Bytes`]: on receipt they
+//! are slices of the frame's receive buffer, not copies, and they keep that
+//! buffer alive for as long as they are held.
+
+use bytes::Bytes;
+
+use crate::error::TransportError;
+use ferry_schemas::ferry_capnp;
+
+/// Version of the message schema; a node refuses a peer with another one.
+pub const PROTOCOL_VERSION: u32 = ferry_capnp::PROTOCOL_VERSION;
+
+/// Bytes of one page in a [`PageSet`] (the offload unit, not wasm's 64 KiB).
+pub const PAGE_BYTES: usize = ferry_capnp::PAGE_BYTES as usize;
+
+/// A message and, for the frame header, its kind.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Message {
+    Hello(Hello),
+    Offer(Offer),
+    Accept {
+        call_id: u64,
+        slot: u32,
+    },
+    Decline {
+        call_id: u64,
+        reason: String,
+    },
+    Pages(Pages),
+    Done(Done),
+    ObjectRead {
+        user: String,
+        key: Vec<u8>,
+        offset: u64,
+        len_max: u64,
+    },
+    ObjectData {
+        found: bool,
+        /// The whole object's size.
+        object_bytes: u64,
+        /// Where `data` starts in the object.
+        offset: u64,
+        data: Bytes,
+    },
+    /// Creates or replaces the whole object.
+    ObjectWrite {
+        user: String,
+        key: Vec<u8>,
+        data: Bytes,
+    },
+    ObjectWritten {
+        object_bytes: u64,
+    },
+    Error {
+        code: ErrorCode,
+        message: String,
+    },
+}
+
+/// The frame header's message kind. The numbers are wire format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum MessageKind {
+    Hello = 1,
+    Offer = 2,
+    Accept = 3,
+    Decline = 4,
+    Pages = 5,
+    Done = 6,
+    ObjectRead = 7,
+    ObjectData = 8,
+    ObjectWrite = 9,
+    ObjectWritten = 10,
+    Error = 11,
+}
+
+impl MessageKind {
+    pub const ALL: [MessageKind; 11] = [
+        MessageKind::Hello,
+        MessageKind::Offer,
+        MessageKind::Accept,
+        MessageKind::Decline,
+        MessageKind::Pages,
+        MessageKind::Done,
+        MessageKind::ObjectRead,
+        MessageKind::ObjectData,
+        MessageKind::ObjectWrite,
+        MessageKind::ObjectWritten,
+        MessageKind::Error,
+    ];
+
+    pub fn from_wire(value: u8) -> Option<MessageKind> {
+        MessageKind::ALL
+            .into_iter()
+            .find(|kind| *kind as u8 == value)
+    }
+
+    /// The schema's struct name, for errors and logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            MessageKind::Hello => "Hello",
+            MessageKind::Offer => "Offer",
+            MessageKind::Accept => "Accept",
+            MessageKind::Decline => "Decline",
+            MessageKind::Pages => "Pages",
+            MessageKind::Done => "Done",
+            MessageKind::ObjectRead => "ObjectRead",
+            MessageKind::ObjectData => "ObjectData",
+            MessageKind::ObjectWrite => "ObjectWrite",
+            MessageKind::ObjectWritten => "ObjectWritten",
+            MessageKind::Error => "Error",
+        }
+    }
+}
+
+impl Message {
+    pub fn kind(&self) -> MessageKind {
+        match self {
+            Message::Hello(_) => MessageKind::Hello,
+            Message::Offer(_) => MessageKind::Offer,
+            Message::Accept { .. } => MessageKind::Accept,
+            Message::Decline { .. } => MessageKind::Decline,
+            Message::Pages(_) => MessageKind::Pages,
+            Message::Done(_) => MessageKind::Done,
+            Message::ObjectRead { .. } => MessageKind::ObjectRead,
+            Message::ObjectData { .. } => MessageKind::ObjectData,
+            Message::ObjectWrite { .. } => MessageKind::ObjectWrite,
+            Message::ObjectWritten { .. } => MessageKind::ObjectWritten,
+            Message::Error { .. } => MessageKind::Error,
+        }
+    }
+
+    pub fn error(code: ErrorCode, message: impl Into<String>) -> Message {
+        Message::Error {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// First message on a connection, both ways.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Hello {
+    pub version: u32,
+    pub node_name: String,
+    pub capabilities: Capabilities,
+    /// Our queue pair, when this node offers RDMA on this connection.
+    pub rdma: Option<RdmaEndpoint>,
+}
+
+/// Bit set of what a node offers its peers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Capabilities(pub u64);
+
+impl Capabilities {
+    pub const NONE: Capabilities = Capabilities(0);
+    pub const RDMA: Capabilities = Capabilities(ferry_capnp::CAPABILITY_RDMA);
+    pub const OFFLOAD: Capabilities = Capabilities(ferry_capnp::CAPABILITY_OFFLOAD);
+    pub const OBJECTS: Capabilities = Capabilities(ferry_capnp::CAPABILITY_OBJECTS);
+
+    pub fn contains(self, other: Capabilities) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    pub fn with(self, other: Capabilities) -> Capabilities {
+        Capabilities(self.0 | other.0)
+    }
+
+    pub fn without(self, other: Capabilities) -> Capabilities {
+        Capabilities(self.0 & !other.0)
+    }
+}
+
+/// What a peer needs to connect a reliable-connection queue pair to ours and
+/// to RDMA WRITE into our receive buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RdmaEndpoint {
+    pub qp_number: u32,
+    pub packet_sequence: u32,
+    pub lid: u16,
+    pub gid: [u8; 16],
+    pub mtu: u8,
+    pub recv_address: u64,
+    pub recv_key: u32,
+    pub recv_bytes: u64,
+}
+
+/// Identifies an uploaded module (and so its zygote image): SHA-256 of the
+/// module's bytes.
+pub type ModuleHash = [u8; 32];
+
+/// Compute node to storage node: may I run this funclet next to `key`?
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Offer {
+    pub call_id: u64,
+    pub user: String,
+    pub function: String,
+    pub module_hash: ModuleHash,
+    pub key: Vec<u8>,
+    /// Element of the module's function table.
+    pub funclet_index: u32,
+    pub args: Vec<i32>,
+    /// Linear memory size in 64 KiB wasm pages.
+    pub memory_pages: u32,
+    pub globals: Vec<Global>,
+    /// Small snapshots ride in the Offer: one round trip.
+    pub inline_pages: Option<PageSet>,
+}
+
+/// A mutable wasm global: its index in the module and its raw bits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Global {
+    pub index: u32,
+    pub bits: u64,
+}
+
+/// The snapshot's dirty pages, when they did not ride in the Offer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pages {
+    pub call_id: u64,
+    pub pages: PageSet,
+}
+
+/// The funclet's result and what it changed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Done {
+    pub call_id: u64,
+    pub return_value: i32,
+    pub globals: Vec<Global>,
+    /// Memory size after the call, in 64 KiB wasm pages.
+    pub memory_pages: u32,
+    pub dirty_pages: PageSet,
+}
+
+/// Error codes of [`Message::Error`]. Wire format: the schema's `ErrorCode`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    Internal,
+    /// The request broke the protocol or a limit.
+    BadRequest,
+    /// Unknown module, function or slot.
+    NotFound,
+    /// The funclet trapped.
+    Trap,
+    VersionMismatch,
+    /// The node is shutting down or not ready.
+    Unavailable,
+}
+
+/// 4 KiB pages of linear memory: page `indices()[i]` is
+/// `data()[i * PAGE_BYTES..(i + 1) * PAGE_BYTES]`. One contiguous buffer, so a
+/// receiver gets every page without a copy.
+///
+/// Invariants, checked by [`PageSet::new`] on both sides of the wire: the data
+/// is exactly `indices.len() * PAGE_BYTES` bytes and the indices strictly
+/// ascend.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PageSet {
+    indices: Vec<u32>,
+    data: Bytes,
+}
+
+impl PageSet {
+    pub fn new(indices: Vec<u32>, data: Bytes) -> Result<PageSet, TransportError> {
+        let expected = (indices.len() as u64).saturating_mul(PAGE_BYTES as u64);
+        if data.len() as u64 != expected {
+            return Err(TransportError::bad_message(
+                "PageSet",
+                format!(
+                    "{} pages need {expected} bytes of data, got {}",
+                    indices.len(),
+                    data.len()
+                ),
+            ));
+        }
+        if let Some(position) = indices.windows(2).position(|pair| pair[0] >= pair[1]) {
+            return Err(TransportError::bad_message(
+                "PageSet",
+                format!(
+                    "page indices must ascend; {} follows {} at position {}",
+                    indices[position + 1],
+                    indices[position],
+                    position + 1
+                ),
+            ));
+        }
+        Ok(PageSet { indices, data })
+    }
+
+    pub fn empty() -> PageSet {
+        PageSet::default()
+    }
+
+    pub fn indices(&self) -> &[u32] {
+        &self.indices
+    }
+
+    /// Every page's bytes, back to back, in `indices()` order.
+    pub fn data(&self) -> &Bytes {
+        &self.data
+    }
+
+    pub fn len(&self) -> usize {
+        self.indices.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.indices.is_empty()
+    }
+
+    /// (page index, its 4 KiB) in ascending order.
+    pub fn iter(&self) -> impl Iterator<Item = (u32, &[u8])> + '_ {
+        self.indices
+            .iter()
+            .copied()
+            .zip(self.data.chunks_exact(PAGE_BYTES))
+    }
+
+    pub fn into_parts(self) -> (Vec<u32>, Bytes) {
+        (self.indices, self.data)
+    }
+}
