@@ -7,7 +7,7 @@ set -euo pipefail
 packages=(
   build-essential pkg-config curl ca-certificates python3 python3-pip
   clang-16 lld-16 wasi-libc libc++-16-dev-wasm32 libc++abi-16-dev-wasm32 libclang-rt-16-dev-wasm32
-  capnproto libhwloc-dev libudev-dev libibverbs-dev libclang1-14
+  capnproto libhwloc-dev libudev-dev libibverbs-dev librdmacm-dev libclang1-14
 )
 missing=()
 for p in "${packages[@]}"; do
@@ -19,6 +19,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}"
   $sudo_cmd apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# The transport's independent wire-format check decodes a captured frame
+# with pycapnp.
+if ! python3 -c "import capnp" 2>/dev/null; then
+  echo "setup: installing pycapnp"
+  python3 -m pip install --quiet pycapnp
 fi
 
 if ! command -v cargo >/dev/null; then

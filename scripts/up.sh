@@ -6,5 +6,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 bash guests/build.sh guests/out
+export LIBCLANG_PATH=${LIBCLANG_PATH:-/usr/lib/llvm-14/lib}
 cargo build --release -p ferry-runtime
 exec ./target/release/ferry up --data ./data --functions ./guests/out "$@"
