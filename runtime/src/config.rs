@@ -3,7 +3,7 @@
 //! [`Config`] shared by every shard. CLI flags are applied to the raw form
 //! before validation, so they go through the same checks.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -25,6 +25,54 @@ pub struct Config {
     /// Written once the node serves, with the bound ports (for scripts/tests).
     pub ready_file: Option<PathBuf>,
     pub limits: Limits,
+    pub role: Role,
+    pub backend: Backend,
+    /// Every node of the cluster (empty for a node started alone).
+    pub cluster: Vec<PeerNode>,
+}
+
+/// What a node does (DESIGN.md, "Roles").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Runs calls; reads objects from the storage nodes.
+    Compute,
+    /// Owns objects (local disk or the Ceph OSDs on its host), runs funclets.
+    Storage,
+    /// Both, with the objects local.
+    All,
+}
+
+impl Role {
+    fn parse(text: &str) -> Result<Role> {
+        match text {
+            "compute" => Ok(Role::Compute),
+            "storage" => Ok(Role::Storage),
+            "all" => Ok(Role::All),
+            other => bail!("unknown role {other:?}: use compute, storage or all"),
+        }
+    }
+
+    pub fn holds_objects(self) -> bool {
+        matches!(self, Role::Storage | Role::All)
+    }
+}
+
+/// Where objects are kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backend {
+    /// Files under each storage node's data directory.
+    Embedded,
+    /// A Ceph RADOS pool.
+    Ceph { conf: PathBuf, pool: String },
+}
+
+/// Another node of the cluster, as the config file names it.
+#[derive(Debug, Clone)]
+pub struct PeerNode {
+    pub name: String,
+    pub role: Role,
+    pub http: SocketAddr,
+    pub upload: SocketAddr,
 }
 
 /// Per-call and per-shard limits.
@@ -47,6 +95,31 @@ pub struct RawConfig {
     pub node: RawNode,
     #[serde(default)]
     pub limits: RawLimits,
+    #[serde(default)]
+    pub storage: RawStorage,
+    /// The cluster's nodes; `ferry node --name NAME` picks its own entry.
+    #[serde(default)]
+    pub nodes: Vec<RawPeer>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStorage {
+    /// `embedded` (default) or `ceph`.
+    pub backend: Option<String>,
+    pub ceph_conf: Option<PathBuf>,
+    pub ceph_pool: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPeer {
+    pub name: String,
+    pub role: String,
+    /// Host name or address the node listens on and peers reach it at.
+    pub host: String,
+    pub http_port: Option<u16>,
+    pub upload_port: Option<u16>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -60,6 +133,7 @@ pub struct RawNode {
     pub cores: Option<usize>,
     pub functions: Option<PathBuf>,
     pub ready_file: Option<PathBuf>,
+    pub role: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -84,7 +158,12 @@ impl RawConfig {
 
 impl Config {
     pub fn validate(raw: RawConfig) -> Result<Config> {
-        let RawConfig { node, limits } = raw;
+        let RawConfig {
+            node,
+            limits,
+            storage,
+            nodes,
+        } = raw;
         let RawNode {
             name,
             data,
@@ -94,7 +173,29 @@ impl Config {
             cores,
             functions,
             ready_file,
+            role,
         } = node;
+        let role = role
+            .as_deref()
+            .map(Role::parse)
+            .transpose()?
+            .unwrap_or(Role::All);
+        let backend = Backend::validate(storage)?;
+        let cluster = nodes
+            .into_iter()
+            .map(PeerNode::validate)
+            .collect::<Result<Vec<_>>>()?;
+        for (i, peer) in cluster.iter().enumerate() {
+            if cluster[..i].iter().any(|p| p.name == peer.name) {
+                bail!("node name {:?} appears twice in the cluster", peer.name);
+            }
+        }
+        if role == Role::Compute
+            && backend == Backend::Embedded
+            && !cluster.iter().any(|p| p.role.holds_objects())
+        {
+            bail!("a compute node on the embedded backend needs at least one storage node in [[nodes]]");
+        }
         let bind = bind.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
         let http_port = http_port.unwrap_or(8080);
         let upload_port = upload_port.unwrap_or(8002);
@@ -117,7 +218,83 @@ impl Config {
             functions_dir: functions,
             ready_file,
             limits: Limits::validate(limits)?,
+            role,
+            backend,
+            cluster,
         })
+    }
+}
+
+impl Backend {
+    fn validate(raw: RawStorage) -> Result<Backend> {
+        let RawStorage {
+            backend,
+            ceph_conf,
+            ceph_pool,
+        } = raw;
+        match backend.as_deref().unwrap_or("embedded") {
+            "embedded" => {
+                if ceph_conf.is_some() || ceph_pool.is_some() {
+                    bail!("ceph_conf and ceph_pool need backend = \"ceph\"");
+                }
+                Ok(Backend::Embedded)
+            }
+            "ceph" => Ok(Backend::Ceph {
+                conf: ceph_conf.unwrap_or_else(|| PathBuf::from("/etc/ceph/ceph.conf")),
+                pool: ceph_pool.unwrap_or_else(|| "ferry".to_owned()),
+            }),
+            other => bail!("unknown storage backend {other:?}: use embedded or ceph"),
+        }
+    }
+}
+
+impl PeerNode {
+    fn validate(raw: RawPeer) -> Result<PeerNode> {
+        let RawPeer {
+            name,
+            role,
+            host,
+            http_port,
+            upload_port,
+        } = raw;
+        let resolve = |port: u16| -> Result<SocketAddr> {
+            (host.as_str(), port)
+                .to_socket_addrs()
+                .with_context(|| format!("resolving node {name}'s host {host}"))?
+                .next()
+                .with_context(|| format!("node {name}'s host {host} has no address"))
+        };
+        Ok(PeerNode {
+            role: Role::parse(&role).with_context(|| format!("node {name}"))?,
+            http: resolve(http_port.unwrap_or(8080))?,
+            upload: resolve(upload_port.unwrap_or(8002))?,
+            name,
+        })
+    }
+}
+
+impl RawConfig {
+    /// Makes this the config of cluster node `name`: its role, and its
+    /// addresses as the listening ones.
+    pub fn select_node(&mut self, name: &str) -> Result<()> {
+        let peer = self
+            .nodes
+            .iter()
+            .find(|p| p.name == name)
+            .with_context(|| format!("no node named {name:?} in the config's [[nodes]]"))?;
+        let address = PeerNode::validate(RawPeer {
+            name: peer.name.clone(),
+            role: peer.role.clone(),
+            host: peer.host.clone(),
+            http_port: peer.http_port,
+            upload_port: peer.upload_port,
+        })?;
+        self.node.name = Some(name.to_owned());
+        self.node.role = Some(peer.role.clone());
+        self.node.bind = self.node.bind.or(Some(address.http.ip()));
+        self.node.http_port = Some(address.http.port());
+        self.node.upload_port = Some(address.upload.port());
+        Ok(())
     }
 }
 
@@ -177,6 +354,41 @@ mod tests {
         let config = Config::validate(RawConfig::default())?;
         assert_eq!(config.http_addr.port(), 8080);
         assert_eq!(config.upload_addr.port(), 8002);
+        Ok(())
+    }
+
+    #[test]
+    fn cluster_nodes_pick_their_entry() -> Result<()> {
+        let text = r#"
+            [storage]
+            backend = "embedded"
+            [[nodes]]
+            name = "s1"
+            role = "storage"
+            host = "127.0.0.2"
+            [[nodes]]
+            name = "c1"
+            role = "compute"
+            host = "127.0.0.3"
+            http_port = 9080
+        "#;
+        let mut raw: RawConfig = toml::from_str(text)?;
+        raw.select_node("c1")?;
+        let config = Config::validate(raw)?;
+        assert_eq!(config.role, Role::Compute);
+        assert_eq!(config.http_addr, "127.0.0.3:9080".parse()?);
+        assert_eq!(config.cluster.len(), 2);
+        let mut raw: RawConfig = toml::from_str(text)?;
+        assert!(raw.select_node("nope").is_err());
+        let lonely: RawConfig = toml::from_str("[node]\nrole = \"compute\"\n")?;
+        assert!(
+            Config::validate(lonely).is_err(),
+            "a compute node needs storage nodes"
+        );
+        let twice: RawConfig = toml::from_str(
+            "[[nodes]]\nname=\"a\"\nrole=\"all\"\nhost=\"127.0.0.1\"\n[[nodes]]\nname=\"a\"\nrole=\"all\"\nhost=\"127.0.0.1\"\n",
+        )?;
+        assert!(Config::validate(twice).is_err());
         Ok(())
     }
 

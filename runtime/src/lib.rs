@@ -18,5 +18,7 @@ pub mod invocation;
 pub mod limits;
 pub mod metrics;
 pub mod node;
+pub mod objects;
 pub mod registry;
+pub mod remote;
 pub mod shard;

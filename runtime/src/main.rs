@@ -27,6 +27,15 @@ struct Cli {
 enum Command {
     /// Start an all-in-one node (compute and storage roles, embedded object store).
     Up(UpArgs),
+    /// Start one node of a cluster: its role, addresses and backend come
+    /// from its entry in the cluster config (`[[nodes]]`, `[storage]`).
+    Node {
+        /// This node's name in the config's `[[nodes]]`.
+        #[arg(long)]
+        name: String,
+        #[command(flatten)]
+        up: UpArgs,
+    },
     /// Upload a wasm function.
     Upload {
         user: String,
@@ -155,6 +164,15 @@ struct UpArgs {
     /// Input cap of one call, in bytes.
     #[arg(long)]
     input_bytes_max: Option<usize>,
+    /// Where objects live: `embedded` (files under --data) or `ceph`.
+    #[arg(long)]
+    backend: Option<String>,
+    /// The Ceph config file (with --backend ceph).
+    #[arg(long)]
+    ceph_conf: Option<PathBuf>,
+    /// The RADOS pool (with --backend ceph; default `ferry`).
+    #[arg(long)]
+    ceph_pool: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -172,7 +190,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Up(args) => {
             init_logging();
-            ferry_runtime::node::run(up_config(args)?)?;
+            ferry_runtime::node::run(up_config(args, None)?)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Node { name, up } => {
+            if up.config.is_none() {
+                anyhow::bail!("ferry node needs --config FILE (the cluster config)");
+            }
+            init_logging();
+            ferry_runtime::node::run(up_config(up, Some(&name))?)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Upload {
@@ -257,7 +283,7 @@ fn object(command: ObjectCommand) -> Result<ExitCode> {
     }
 }
 
-fn up_config(args: UpArgs) -> Result<Config> {
+fn up_config(args: UpArgs, node_name: Option<&str>) -> Result<Config> {
     let UpArgs {
         config,
         data,
@@ -271,18 +297,30 @@ fn up_config(args: UpArgs) -> Result<Config> {
         memory_bytes_max,
         calls_in_flight_max,
         input_bytes_max,
+        backend,
+        ceph_conf,
+        ceph_pool,
     } = args;
     let mut raw = match &config {
         Some(path) => RawConfig::from_file(path)?,
         None => RawConfig::default(),
     };
+    if let Some(name) = node_name {
+        raw.select_node(name)?;
+    }
+    let storage = &mut raw.storage;
+    storage.backend = backend.or(storage.backend.take());
+    storage.ceph_conf = ceph_conf.or(storage.ceph_conf.take());
+    storage.ceph_pool = ceph_pool.or(storage.ceph_pool.take());
     let node = &mut raw.node;
     node.data = data.or(node.data.take());
     node.bind = bind.or(node.bind);
     node.http_port = http_port.or(node.http_port);
     node.upload_port = upload_port.or(node.upload_port);
     node.cores = cores.or(node.cores);
-    node.functions = functions.or(node.functions.take()).or_else(default_functions_dir);
+    node.functions = functions
+        .or(node.functions.take())
+        .or_else(default_functions_dir);
     node.ready_file = ready_file.or(node.ready_file.take());
     let limits = &mut raw.limits;
     limits.call_ms_max = call_ms_max.or(limits.call_ms_max);
@@ -297,10 +335,16 @@ fn up_config(args: UpArgs) -> Result<Config> {
 /// (`target/release/ferry` -> `guests/out`), so a plain `ferry up` in a
 /// checkout loads them.
 fn default_functions_dir() -> Option<PathBuf> {
-    let beside_binary = std::env::current_exe()
-        .ok()
-        .and_then(|exe| exe.parent()?.parent()?.parent().map(|root| root.join("guests/out")));
-    [Some(PathBuf::from("guests/out")), beside_binary].into_iter().flatten().find(|dir| dir.is_dir())
+    let beside_binary = std::env::current_exe().ok().and_then(|exe| {
+        exe.parent()?
+            .parent()?
+            .parent()
+            .map(|root| root.join("guests/out"))
+    });
+    [Some(PathBuf::from("guests/out")), beside_binary]
+        .into_iter()
+        .flatten()
+        .find(|dir| dir.is_dir())
 }
 
 fn init_logging() {

@@ -9,17 +9,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
-use glommio::{LocalExecutorBuilder, Placement, PoolPlacement};
+use glommio::{LocalExecutorBuilder, PoolPlacement};
 
 use crate::config::Config;
+use crate::config::{Backend, Role};
 use crate::exec::{start_epoch_ticker, Executor};
 use crate::http::{self, Api};
 use crate::invocation::{AsyncCalls, CallIds};
 use crate::limits;
 use crate::metrics::Metrics;
+use crate::objects::{Objects, RemoteObjects};
 use crate::registry::Registry;
+use crate::remote::PeerClient;
 use crate::shard::LocalShard;
-use ferry_storage::{EmbeddedStore, ObjectStore, StoreConfig};
+use ferry_storage::{EmbeddedStore, ObjectStore, Placement, RadosConfig, RadosStore, StoreConfig};
 
 /// What every shard shares: immutable or internally synchronised.
 pub struct NodeShared {
@@ -55,8 +58,9 @@ pub fn run(config: Config) -> Result<()> {
         key_bytes_max: ferry_storage::limits::KEY_BYTES_MAX,
         user_bytes_max: ferry_storage::limits::USER_BYTES_MAX,
     };
-    let objects =
-        EmbeddedStore::open(store_config("objects")).context("opening the object store")?;
+    let objects = objects_plan(&config, || {
+        EmbeddedStore::open(store_config("objects")).context("opening the object store")
+    })?;
     let state = EmbeddedStore::open(store_config("state")).context("opening the state store")?;
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -86,10 +90,7 @@ pub fn run(config: Config) -> Result<()> {
     let (mut http_addr, mut upload_addr) = (node.config.http_addr, node.config.upload_addr);
     for (id, core) in cores.iter().enumerate() {
         let startup = (id == 0).then(|| (startup.clone(), ready_tx.clone()));
-        let stores = (
-            ObjectStore::Embedded(objects.clone()),
-            ObjectStore::Embedded(state.clone()),
-        );
+        let stores = (objects.clone(), ObjectStore::Embedded(state.clone()));
         handles.push(spawn_shard(
             id,
             *core,
@@ -129,6 +130,64 @@ pub fn run(config: Config) -> Result<()> {
     Ok(())
 }
 
+/// Where this node's objects are; each shard makes its own handle from it.
+#[derive(Clone)]
+enum ObjectsPlan {
+    Local(ObjectStore),
+    Remote {
+        nodes: Vec<(String, SocketAddr)>,
+        placement: Placement,
+    },
+}
+
+impl ObjectsPlan {
+    fn for_shard(&self) -> Objects {
+        match self {
+            ObjectsPlan::Local(store) => Objects::Local(store.clone()),
+            ObjectsPlan::Remote { nodes, placement } => Objects::Remote(RemoteObjects {
+                nodes: nodes.clone(),
+                placement: placement.local(),
+                client: PeerClient::new(),
+            }),
+        }
+    }
+}
+
+/// Ceph everywhere; otherwise the local embedded store on nodes that hold
+/// objects, and the storage nodes' stores (placed by rendezvous hashing)
+/// on compute nodes.
+fn objects_plan(
+    config: &Config,
+    embedded: impl FnOnce() -> Result<EmbeddedStore>,
+) -> Result<ObjectsPlan> {
+    match (&config.backend, config.role) {
+        (Backend::Ceph { conf, pool }, _) => {
+            let store = RadosStore::connect(RadosConfig::new(conf.clone(), pool.clone()))
+                .with_context(|| {
+                    format!("connecting to Ceph pool {pool} with {}", conf.display())
+                })?;
+            tracing::info!(pool = %pool, conf = %conf.display(), "objects in Ceph RADOS");
+            Ok(ObjectsPlan::Local(ObjectStore::Rados(store)))
+        }
+        (Backend::Embedded, role) if role.holds_objects() => {
+            Ok(ObjectsPlan::Local(ObjectStore::Embedded(embedded()?)))
+        }
+        (Backend::Embedded, Role::Compute | Role::Storage | Role::All) => {
+            let nodes: Vec<(String, SocketAddr)> = config
+                .cluster
+                .iter()
+                .filter(|peer| peer.role.holds_objects())
+                .map(|peer| (peer.name.clone(), peer.upload))
+                .collect();
+            let placement =
+                Placement::rendezvous(nodes.iter().map(|(name, _)| name.clone()).collect())
+                    .context("building the placement")?;
+            tracing::info!(storage_nodes = nodes.len(), "objects on the storage nodes");
+            Ok(ObjectsPlan::Remote { nodes, placement })
+        }
+    }
+}
+
 /// Work shard 0 does once its listeners are up.
 #[derive(Clone)]
 struct Startup {
@@ -141,17 +200,18 @@ fn spawn_shard(
     core: Core,
     node: Arc<NodeShared>,
     (http_addr, upload_addr): (SocketAddr, SocketAddr),
-    (objects, state): (ObjectStore, ObjectStore),
+    (objects, state): (ObjectsPlan, ObjectStore),
     bound: mpsc::Sender<Result<(SocketAddr, SocketAddr)>>,
     startup: Option<(Startup, mpsc::Sender<()>)>,
 ) -> Result<glommio::ExecutorJoinHandle<()>> {
-    LocalExecutorBuilder::new(Placement::Fixed(core.cpu))
+    LocalExecutorBuilder::new(glommio::Placement::Fixed(core.cpu))
         .name(&format!("shard-{id}"))
         .io_memory(limits::SHARD_IO_MEMORY_BYTES)
         .blocking_thread_pool_placement(PoolPlacement::Unbound(1))
         .spawn(move || async move {
             let _tokio = node.tokio.enter();
-            let shard = LocalShard::install(id, node.clone(), objects, state);
+            let shard =
+                LocalShard::install(id, node.clone(), objects.for_shard(), Objects::Local(state));
             let listeners = glommio::net::TcpListener::bind(http_addr)
                 .map_err(|e| anyhow!("binding the invocation port {http_addr}: {e}"))
                 .and_then(|http| {

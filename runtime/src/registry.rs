@@ -292,6 +292,11 @@ fn load(executor: &Executor, user_dir: &Path, user: &str, name: &str) -> Result<
     let module = unsafe { wasmtime::Module::deserialize_file(&executor.engine, &artifact) }
         .map_err(|e| anyhow!("{e:#}"))
         .with_context(|| format!("loading {}", artifact.display()))?;
+    // Build the copy-on-write memory image now (a memfd filled with the
+    // zygote's pages, ~2 ms for a C module), not in the first call.
+    module
+        .initialize_copy_on_write_image()
+        .map_err(|e| anyhow!("preparing the memory image: {e}"))?;
     let pre = executor.prepare(&module)?;
     Ok(Function {
         user: user.to_owned(),

@@ -18,7 +18,7 @@ use wasmtime::{bail, format_err as anyhow, Result};
 use crate::exec::{CallCtx, CallResult, CallSpec, Entry, Function};
 use crate::limits;
 use crate::node::NodeShared;
-use ferry_storage::ObjectStore;
+use crate::objects::Objects;
 
 thread_local! {
     static CURRENT: RefCell<Option<Rc<LocalShard>>> = const { RefCell::new(None) };
@@ -37,8 +37,8 @@ type ChainedCall = Shared<glommio::task::JoinHandle<CallResult>>;
 pub struct LocalShard {
     pub id: usize,
     pub node: Arc<NodeShared>,
-    objects: ObjectStore,
-    state: ObjectStore,
+    objects: Objects,
+    state: Objects,
     in_flight: Cell<usize>,
     chained: RefCell<HashMap<u32, ChainedCall>>,
 }
@@ -60,8 +60,8 @@ impl LocalShard {
     pub fn install(
         id: usize,
         node: Arc<NodeShared>,
-        objects: ObjectStore,
-        state: ObjectStore,
+        objects: Objects,
+        state: Objects,
     ) -> Rc<LocalShard> {
         let shard = Rc::new(LocalShard {
             id,
@@ -82,11 +82,11 @@ impl LocalShard {
             .ok_or_else(|| anyhow!("env::{import}: called outside a shard"))
     }
 
-    pub fn objects(&self) -> &ObjectStore {
+    pub fn objects(&self) -> &Objects {
         &self.objects
     }
 
-    pub fn state(&self) -> &ObjectStore {
+    pub fn state(&self) -> &Objects {
         &self.state
     }
 

@@ -13,6 +13,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
+/// A free TCP port on `ip` (bound once and released; good enough for tests
+/// that must write ports into a cluster config before starting nodes).
+pub fn free_port(ip: &str) -> Result<u16> {
+    Ok(std::net::TcpListener::bind((ip, 0))?.local_addr()?.port())
+}
+
 /// The workspace root.
 pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -96,6 +102,8 @@ pub struct NodeOptions {
     /// Reuse this data directory instead of a fresh one.
     pub data: Option<PathBuf>,
     pub extra: Vec<String>,
+    /// Start `ferry node --config FILE --name NAME` instead of `ferry up`.
+    pub cluster: Option<(PathBuf, String)>,
 }
 
 impl Node {
@@ -126,8 +134,8 @@ impl Node {
         let ready = data.with_extension(format!("ready-{}", std::process::id()));
         let _ = std::fs::remove_file(&ready);
         let mut command = Command::new(&bin);
-        command
-            .args([
+        match &options.cluster {
+            None => command.args([
                 "up",
                 "--bind",
                 "127.0.0.1",
@@ -135,9 +143,14 @@ impl Node {
                 "0",
                 "--upload-port",
                 "0",
-                "--cores",
-                "1",
-            ])
+            ]),
+            Some((config, name)) => command
+                .args(["node", "--name", name])
+                .arg("--config")
+                .arg(config),
+        };
+        command
+            .args(["--cores", "1"])
             .arg("--data")
             .arg(&data)
             .arg("--ready-file")

@@ -178,7 +178,10 @@ fn bad_requests_get_clear_errors_and_the_node_keeps_serving() -> Result<()> {
         let mut answer = Vec::new();
         let _ = stream.read_to_end(&mut answer);
         let answer = String::from_utf8_lossy(&answer);
-        assert!(answer.is_empty() || answer.starts_with("HTTP/1.1 400"), "{answer}");
+        assert!(
+            answer.is_empty() || answer.starts_with("HTTP/1.1 400"),
+            "{answer}"
+        );
     }
 
     node.assert_serving()?;

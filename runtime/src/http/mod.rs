@@ -114,8 +114,8 @@ pub async fn read_body(request: Request<Incoming>, max: usize) -> Result<Bytes, 
     }
 }
 
-/// hyper's I/O traits over a glommio TCP stream.
-struct GlommioIo(TcpStream);
+/// hyper's I/O traits over a glommio TCP stream (server and client side).
+pub struct GlommioIo(pub TcpStream);
 
 impl hyper::rt::Read for GlommioIo {
     fn poll_read(

@@ -8,9 +8,9 @@ use hyper::{Method, Request, StatusCode};
 
 use super::{read_body, text, Reply};
 use crate::limits;
+use crate::objects::{ObjectError, Objects};
 use crate::registry::{check_name, UploadError};
 use crate::shard::LocalShard;
-use ferry_storage::ObjectStore;
 
 pub async fn handle(shard: Rc<LocalShard>, request: Request<Incoming>) -> Reply {
     let path = request.uri().path().to_owned();
@@ -100,12 +100,7 @@ fn download_function(shard: &LocalShard, user: &str, name: &[u8]) -> Reply {
     }
 }
 
-async fn put_object(
-    store: &ObjectStore,
-    request: Request<Incoming>,
-    user: &str,
-    key: &[u8],
-) -> Reply {
+async fn put_object(store: &Objects, request: Request<Incoming>, user: &str, key: &[u8]) -> Reply {
     if key.is_empty() {
         return text(StatusCode::BAD_REQUEST, "Empty key");
     }
@@ -119,12 +114,7 @@ async fn put_object(
     }
 }
 
-async fn get_object(
-    store: &ObjectStore,
-    request: &Request<Incoming>,
-    user: &str,
-    key: &[u8],
-) -> Reply {
+async fn get_object(store: &Objects, request: &Request<Incoming>, user: &str, key: &[u8]) -> Reply {
     let size = match store.stat(user, key).await {
         Ok(Some(size)) => size,
         Ok(None) => {
@@ -193,7 +183,7 @@ async fn get_object(
     }
 }
 
-async fn delete_object(store: &ObjectStore, user: &str, key: &[u8]) -> Reply {
+async fn delete_object(store: &Objects, user: &str, key: &[u8]) -> Reply {
     match store.delete(user, key).await {
         Ok(true) => text(StatusCode::OK, "OK"),
         Ok(false) => text(
@@ -204,7 +194,7 @@ async fn delete_object(store: &ObjectStore, user: &str, key: &[u8]) -> Reply {
     }
 }
 
-async fn list_objects(store: &ObjectStore, user: &str) -> Reply {
+async fn list_objects(store: &Objects, user: &str) -> Reply {
     match store.list(user).await {
         Ok(objects) => {
             let list: Vec<serde_json::Value> = objects
@@ -222,11 +212,20 @@ async fn list_objects(store: &ObjectStore, user: &str) -> Reply {
     }
 }
 
-fn storage_error(error: ferry_storage::StorageError) -> Reply {
+/// The one place object errors become statuses: the client's fault is 400,
+/// a storage node's is 502, ours is 500.
+fn storage_error(error: ObjectError) -> Reply {
     use ferry_storage::StorageError as E;
     match error {
-        E::ObjectTooLarge { .. } | E::KeyTooLong { .. } | E::BadUser { .. } => {
-            text(StatusCode::BAD_REQUEST, error.to_string())
+        ObjectError::Storage(
+            E::ObjectTooLarge { .. } | E::KeyTooLong { .. } | E::BadUser { .. },
+        ) => text(StatusCode::BAD_REQUEST, error.to_string()),
+        ObjectError::Remote(_) | ObjectError::Peer { .. } => {
+            tracing::warn!(%error, "storage node error");
+            text(
+                StatusCode::BAD_GATEWAY,
+                format!("Storage node error: {error}"),
+            )
         }
         error => {
             tracing::error!(%error, "object store error");

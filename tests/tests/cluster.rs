@@ -1,0 +1,104 @@
+//! A cluster on loopback: two storage nodes and a compute node, each its
+//! own process on its own 127.0.0.x address, configured by one file.
+
+use anyhow::Result;
+use ferry_tests::{free_port, Node, NodeOptions};
+use serde_json::json;
+
+#[test]
+fn compute_node_reads_and_writes_objects_on_the_storage_nodes() -> Result<()> {
+    let scratch = tempfile::tempdir()?;
+    let nodes = [
+        ("storage-a", "storage", "127.0.0.2"),
+        ("storage-b", "storage", "127.0.0.3"),
+        ("compute-a", "compute", "127.0.0.4"),
+    ];
+    let mut config = String::from("[storage]\nbackend = \"embedded\"\n");
+    for (name, role, host) in nodes {
+        config.push_str(&format!(
+            "[[nodes]]\nname = \"{name}\"\nrole = \"{role}\"\nhost = \"{host}\"\nhttp_port = {}\nupload_port = {}\n",
+            free_port(host)?,
+            free_port(host)?
+        ));
+    }
+    let config_path = scratch.path().join("cluster.toml");
+    std::fs::write(&config_path, &config)?;
+    let start = |name: &str, functions: bool| {
+        Node::start(NodeOptions {
+            functions,
+            data: Some(scratch.path().join(name)),
+            cluster: Some((config_path.clone(), name.to_owned())),
+            ..Default::default()
+        })
+    };
+    let storage_a = start("storage-a", false)?;
+    let storage_b = start("storage-b", false)?;
+    let compute = start("compute-a", true)?;
+    assert!(compute.http.starts_with("127.0.0.4:"), "{}", compute.http);
+
+    // Faasm's lines on the compute node; the objects live on storage nodes.
+    for i in 0..12 {
+        let key = format!("doc{i}");
+        let put = compute.call("ndp", "put", &format!("{key} v1 v2 v3"))?;
+        assert_eq!((put.status, put.text().as_str()), (200, "OK"), "{key}");
+        for forbid in [false, true] {
+            let reply = compute.invoke(json!({"user": "ndp", "function": "wordcount", "input_data": key, "forbid_ndp": forbid}))?;
+            assert_eq!(
+                (reply.status, reply.text().as_str()),
+                (200, "v1\t1\nv2\t1\nv3\t1\n"),
+                "{key}"
+            );
+        }
+        let on_a = storage_a
+            .get(&storage_a.upload, &format!("/o/ndp/{key}"))?
+            .status
+            == 200;
+        let on_b = storage_b
+            .get(&storage_b.upload, &format!("/o/ndp/{key}"))?
+            .status
+            == 200;
+        assert!(
+            on_a ^ on_b,
+            "{key} must be on exactly one storage node (a={on_a}, b={on_b})"
+        );
+    }
+    // Both storage nodes hold some of the twelve keys.
+    let count = |node: &Node| -> Result<usize> {
+        let list: serde_json::Value =
+            serde_json::from_slice(&node.get(&node.upload, "/o/ndp/")?.body)?;
+        Ok(list.as_array().map_or(0, Vec::len))
+    };
+    let (a, b) = (count(&storage_a)?, count(&storage_b)?);
+    assert_eq!(a + b, 12);
+    assert!(
+        a > 0 && b > 0,
+        "rendezvous placement put {a} keys on a and {b} on b"
+    );
+    // The compute node's object API sees the union.
+    let list: serde_json::Value =
+        serde_json::from_slice(&compute.get(&compute.upload, "/o/ndp/")?.body)?;
+    assert_eq!(list.as_array().map_or(0, Vec::len), 12);
+
+    // A storage node that goes away: calls that need it fail clearly, the
+    // compute node keeps serving the others.
+    let gone_keys: Vec<String> = (0..12)
+        .map(|i| format!("doc{i}"))
+        .filter(|key| {
+            storage_b
+                .get(&storage_b.upload, &format!("/o/ndp/{key}"))
+                .map(|r| r.status == 200)
+                .unwrap_or(false)
+        })
+        .collect();
+    storage_b.kill()?;
+    let reply = compute.call("ndp", "get", &gone_keys[0])?;
+    assert_eq!(reply.status, 500, "{}", reply.text());
+    compute.assert_serving()?;
+    let kept = (0..12)
+        .map(|i| format!("doc{i}"))
+        .find(|k| !gone_keys.contains(k));
+    if let Some(key) = kept {
+        assert_eq!(compute.call("ndp", "get", &key)?.text(), "v1 v2 v3");
+    }
+    Ok(())
+}
