@@ -11,6 +11,9 @@ use serde::Deserialize;
 
 use crate::limits;
 
+/// The transport port of a cluster node unless its entry names another.
+pub const TRANSPORT_PORT_DEFAULT: u16 = 7000;
+
 /// The validated, immutable configuration of one node.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -18,6 +21,9 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub http_addr: SocketAddr,
     pub upload_addr: SocketAddr,
+    /// Node-to-node transport (object reads and writes from compute nodes);
+    /// None: no transport listener.
+    pub transport_addr: Option<SocketAddr>,
     /// Shards to run (one per core); `None` means every core hwloc reports.
     pub cores: Option<usize>,
     /// A directory of `<user>/<function>.wasm` files uploaded at start.
@@ -73,6 +79,7 @@ pub struct PeerNode {
     pub role: Role,
     pub http: SocketAddr,
     pub upload: SocketAddr,
+    pub transport: SocketAddr,
 }
 
 /// Per-call and per-shard limits.
@@ -120,6 +127,7 @@ pub struct RawPeer {
     pub host: String,
     pub http_port: Option<u16>,
     pub upload_port: Option<u16>,
+    pub transport_port: Option<u16>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -130,6 +138,7 @@ pub struct RawNode {
     pub bind: Option<IpAddr>,
     pub http_port: Option<u16>,
     pub upload_port: Option<u16>,
+    pub transport_port: Option<u16>,
     pub cores: Option<usize>,
     pub functions: Option<PathBuf>,
     pub ready_file: Option<PathBuf>,
@@ -170,6 +179,7 @@ impl Config {
             bind,
             http_port,
             upload_port,
+            transport_port,
             cores,
             functions,
             ready_file,
@@ -214,6 +224,7 @@ impl Config {
             data_dir: data.unwrap_or_else(|| PathBuf::from("data")),
             http_addr: SocketAddr::new(bind, http_port),
             upload_addr: SocketAddr::new(bind, upload_port),
+            transport_addr: transport_port.map(|port| SocketAddr::new(bind, port)),
             cores,
             functions_dir: functions,
             ready_file,
@@ -256,6 +267,7 @@ impl PeerNode {
             host,
             http_port,
             upload_port,
+            transport_port,
         } = raw;
         let resolve = |port: u16| -> Result<SocketAddr> {
             (host.as_str(), port)
@@ -268,6 +280,7 @@ impl PeerNode {
             role: Role::parse(&role).with_context(|| format!("node {name}"))?,
             http: resolve(http_port.unwrap_or(8080))?,
             upload: resolve(upload_port.unwrap_or(8002))?,
+            transport: resolve(transport_port.unwrap_or(TRANSPORT_PORT_DEFAULT))?,
             name,
         })
     }
@@ -288,12 +301,14 @@ impl RawConfig {
             host: peer.host.clone(),
             http_port: peer.http_port,
             upload_port: peer.upload_port,
+            transport_port: peer.transport_port,
         })?;
         self.node.name = Some(name.to_owned());
         self.node.role = Some(peer.role.clone());
         self.node.bind = self.node.bind.or(Some(address.http.ip()));
         self.node.http_port = Some(address.http.port());
         self.node.upload_port = Some(address.upload.port());
+        self.node.transport_port = Some(address.transport.port());
         Ok(())
     }
 }

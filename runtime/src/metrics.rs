@@ -19,6 +19,8 @@ pub struct Metrics {
     pub offloads: IntCounterVec,
     /// Snapshot bytes shipped for offloads, by direction (`sent`, `received`).
     pub offload_bytes: IntCounterVec,
+    /// Requests from other nodes served over the transport, by message kind.
+    pub peer_requests: IntCounterVec,
 }
 
 impl Metrics {
@@ -57,6 +59,13 @@ impl Metrics {
             ),
             &["direction"],
         )?;
+        let peer_requests = IntCounterVec::new(
+            Opts::new(
+                "ferry_peer_requests_total",
+                "Transport requests served, by kind",
+            ),
+            &["kind"],
+        )?;
         for result in ["accepted", "declined", "failed"] {
             offloads.with_label_values(&[result]);
         }
@@ -70,6 +79,7 @@ impl Metrics {
         registry.register(Box::new(funclets_local.clone()))?;
         registry.register(Box::new(offloads.clone()))?;
         registry.register(Box::new(offload_bytes.clone()))?;
+        registry.register(Box::new(peer_requests.clone()))?;
         Ok(Metrics {
             registry,
             calls,
@@ -79,6 +89,7 @@ impl Metrics {
             funclets_local,
             offloads,
             offload_bytes,
+            peer_requests,
         })
     }
 

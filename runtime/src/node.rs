@@ -18,11 +18,12 @@ use crate::http::{self, Api};
 use crate::invocation::{AsyncCalls, CallIds};
 use crate::limits;
 use crate::metrics::Metrics;
-use crate::objects::{Objects, RemoteObjects};
+use crate::objects::{Objects, RemoteNode, RemoteObjects};
 use crate::registry::Registry;
 use crate::remote::PeerClient;
 use crate::shard::LocalShard;
 use ferry_storage::{EmbeddedStore, ObjectStore, Placement, RadosConfig, RadosStore, StoreConfig};
+use ferry_transport::{PeerPool, TransportConfig};
 
 /// What every shard shares: immutable or internally synchronised.
 pub struct NodeShared {
@@ -87,7 +88,11 @@ pub fn run(config: Config) -> Result<()> {
     let (bound_tx, bound_rx) = mpsc::channel();
     let (ready_tx, ready_rx) = mpsc::channel();
     let mut handles = Vec::new();
-    let (mut http_addr, mut upload_addr) = (node.config.http_addr, node.config.upload_addr);
+    let mut addrs = Addrs {
+        http: node.config.http_addr,
+        upload: node.config.upload_addr,
+        transport: node.config.transport_addr,
+    };
     for (id, core) in cores.iter().enumerate() {
         let startup = (id == 0).then(|| (startup.clone(), ready_tx.clone()));
         let stores = (objects.clone(), ObjectStore::Embedded(state.clone()));
@@ -95,17 +100,16 @@ pub fn run(config: Config) -> Result<()> {
             id,
             *core,
             node.clone(),
-            (http_addr, upload_addr),
+            addrs,
             stores,
             bound_tx.clone(),
             startup,
         )?);
         // Shard 0 resolves port 0; the others bind the same ports.
-        let (http, upload) = bound_rx
+        addrs = bound_rx
             .recv()
             .map_err(|_| anyhow!("shard {id} stopped while starting"))?
             .with_context(|| format!("starting shard {id}"))?;
-        (http_addr, upload_addr) = (http, upload);
         tracing::info!(shard = id, cpu = core.cpu, numa = ?core.numa, "shard started");
     }
     ready_rx
@@ -114,15 +118,20 @@ pub fn run(config: Config) -> Result<()> {
     node.ready.store(true, Ordering::Release);
     tracing::info!(
         name = %node.config.name,
-        http = %http_addr,
-        upload = %upload_addr,
+        role = ?node.config.role,
+        http = %addrs.http,
+        upload = %addrs.upload,
+        transport = ?addrs.transport,
         shards = cores.len(),
         functions = node.registry.len(),
         "node ready"
     );
-    println!("ferry: ready, invocations on {http_addr}, uploads on {upload_addr}");
+    println!(
+        "ferry: ready, invocations on {}, uploads on {}",
+        addrs.http, addrs.upload
+    );
     if let Some(path) = &node.config.ready_file {
-        write_ready_file(path, http_addr, upload_addr)?;
+        write_ready_file(path, addrs)?;
     }
     for handle in handles {
         handle.join().map_err(|e| anyhow!("a shard failed: {e}"))?;
@@ -135,21 +144,28 @@ pub fn run(config: Config) -> Result<()> {
 enum ObjectsPlan {
     Local(ObjectStore),
     Remote {
-        nodes: Vec<(String, SocketAddr)>,
+        nodes: Vec<RemoteNode>,
         placement: Placement,
+        transport: TransportConfig,
     },
 }
 
 impl ObjectsPlan {
-    fn for_shard(&self) -> Objects {
-        match self {
+    fn for_shard(&self) -> Result<Objects> {
+        Ok(match self {
             ObjectsPlan::Local(store) => Objects::Local(store.clone()),
-            ObjectsPlan::Remote { nodes, placement } => Objects::Remote(RemoteObjects {
+            ObjectsPlan::Remote {
+                nodes,
+                placement,
+                transport,
+            } => Objects::Remote(RemoteObjects {
                 nodes: nodes.clone(),
                 placement: placement.local(),
                 client: PeerClient::new(),
+                pool: PeerPool::new(transport.clone())
+                    .map_err(|e| anyhow!("starting the transport pool: {e}"))?,
             }),
-        }
+        })
     }
 }
 
@@ -173,17 +189,28 @@ fn objects_plan(
             Ok(ObjectsPlan::Local(ObjectStore::Embedded(embedded()?)))
         }
         (Backend::Embedded, Role::Compute | Role::Storage | Role::All) => {
-            let nodes: Vec<(String, SocketAddr)> = config
+            let nodes: Vec<RemoteNode> = config
                 .cluster
                 .iter()
                 .filter(|peer| peer.role.holds_objects())
-                .map(|peer| (peer.name.clone(), peer.upload))
+                .map(|peer| RemoteNode {
+                    name: peer.name.clone(),
+                    upload: peer.upload,
+                    transport: peer.transport,
+                })
                 .collect();
-            let placement =
-                Placement::rendezvous(nodes.iter().map(|(name, _)| name.clone()).collect())
-                    .context("building the placement")?;
+            let placement = Placement::rendezvous(nodes.iter().map(|n| n.name.clone()).collect())
+                .context("building the placement")?;
+            let transport = TransportConfig::new(config.name.clone());
+            transport
+                .validate()
+                .map_err(|e| anyhow!("transport config: {e}"))?;
             tracing::info!(storage_nodes = nodes.len(), "objects on the storage nodes");
-            Ok(ObjectsPlan::Remote { nodes, placement })
+            Ok(ObjectsPlan::Remote {
+                nodes,
+                placement,
+                transport,
+            })
         }
     }
 }
@@ -195,13 +222,30 @@ struct Startup {
     stale: Vec<(String, String)>,
 }
 
+/// The addresses a node listens on.
+#[derive(Debug, Clone, Copy)]
+struct Addrs {
+    http: SocketAddr,
+    upload: SocketAddr,
+    transport: Option<SocketAddr>,
+}
+
+fn bind(addr: SocketAddr, what: &str) -> Result<(glommio::net::TcpListener, SocketAddr)> {
+    let listener = glommio::net::TcpListener::bind(addr)
+        .map_err(|e| anyhow!("binding the {what} port {addr}: {e}"))?;
+    let bound = listener
+        .local_addr()
+        .map_err(|e| anyhow!("reading the {what} address: {e}"))?;
+    Ok((listener, bound))
+}
+
 fn spawn_shard(
     id: usize,
     core: Core,
     node: Arc<NodeShared>,
-    (http_addr, upload_addr): (SocketAddr, SocketAddr),
+    addrs: Addrs,
     (objects, state): (ObjectsPlan, ObjectStore),
-    bound: mpsc::Sender<Result<(SocketAddr, SocketAddr)>>,
+    bound: mpsc::Sender<Result<Addrs>>,
     startup: Option<(Startup, mpsc::Sender<()>)>,
 ) -> Result<glommio::ExecutorJoinHandle<()>> {
     LocalExecutorBuilder::new(glommio::Placement::Fixed(core.cpu))
@@ -210,24 +254,25 @@ fn spawn_shard(
         .blocking_thread_pool_placement(PoolPlacement::Unbound(1))
         .spawn(move || async move {
             let _tokio = node.tokio.enter();
-            let shard =
-                LocalShard::install(id, node.clone(), objects.for_shard(), Objects::Local(state));
-            let listeners = glommio::net::TcpListener::bind(http_addr)
-                .map_err(|e| anyhow!("binding the invocation port {http_addr}: {e}"))
-                .and_then(|http| {
-                    let upload = glommio::net::TcpListener::bind(upload_addr)
-                        .map_err(|e| anyhow!("binding the upload port {upload_addr}: {e}"))?;
-                    Ok((http, upload))
-                })
-                .and_then(|(http, upload)| {
-                    let local = |l: &glommio::net::TcpListener| l.local_addr().map_err(|e| anyhow!("reading the bound address: {e}"));
-                    let addrs = (local(&http)?, local(&upload)?);
-                    Ok((http, upload, addrs))
-                });
-            let (http, upload) = match listeners {
-                Ok((http, upload, addrs)) => {
+            let objects = match objects.for_shard() {
+                Ok(objects) => objects,
+                Err(error) => {
+                    let _ = bound.send(Err(error));
+                    return;
+                }
+            };
+            let shard = LocalShard::install(id, node.clone(), objects, Objects::Local(state));
+            let listeners = (|| -> Result<_> {
+                let (http, http_addr) = bind(addrs.http, "invocation")?;
+                let (upload, upload_addr) = bind(addrs.upload, "upload")?;
+                let transport = addrs.transport.map(|addr| bind(addr, "transport")).transpose()?;
+                let bound = Addrs { http: http_addr, upload: upload_addr, transport: transport.as_ref().map(|t| t.1) };
+                Ok((http, upload, transport.map(|t| t.0), bound))
+            })();
+            let (http, upload, transport) = match listeners {
+                Ok((http, upload, transport, addrs)) => {
                     let _ = bound.send(Ok(addrs));
-                    (http, upload)
+                    (http, upload, transport)
                 }
                 Err(error) => {
                     let _ = bound.send(Err(error));
@@ -236,12 +281,18 @@ fn spawn_shard(
             };
             let serving_http = glommio::spawn_local(http::serve(http, shard.clone(), Api::Invoke));
             let serving_upload = glommio::spawn_local(http::serve(upload, shard.clone(), Api::Upload));
+            let serving_transport = transport.map(|listener| {
+                glommio::spawn_local(crate::objects::serve_peers(listener, shard.clone()))
+            });
             if let Some((startup, ready)) = startup {
                 run_startup(&shard, startup).await;
                 let _ = ready.send(());
             }
             serving_http.await;
             serving_upload.await;
+            if let Some(serving) = serving_transport {
+                serving.await;
+            }
         })
         .map_err(|e| anyhow!("starting shard {id} on cpu {}: {e} (is io_uring available? see `sysctl kernel.io_uring_disabled`)", core.cpu))
 }
@@ -321,8 +372,13 @@ fn functions_in(dir: &Path) -> Result<Vec<(String, String, Vec<u8>)>> {
     Ok(found)
 }
 
-fn write_ready_file(path: &Path, http: SocketAddr, upload: SocketAddr) -> Result<()> {
-    let body = serde_json::json!({ "http": http.to_string(), "upload": upload.to_string(), "pid": std::process::id() });
+fn write_ready_file(path: &Path, addrs: Addrs) -> Result<()> {
+    let body = serde_json::json!({
+        "http": addrs.http.to_string(),
+        "upload": addrs.upload.to_string(),
+        "transport": addrs.transport.map(|a| a.to_string()),
+        "pid": std::process::id(),
+    });
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, body.to_string()).with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;

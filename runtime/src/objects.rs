@@ -1,15 +1,24 @@
 //! Where a shard's objects are: a store on this node (embedded or Ceph),
-//! or the storage nodes of the cluster, reached over their object API.
-//! Host functions and the HTTP object API go through [`Objects`] alone.
+//! or the storage nodes of the cluster. Host functions and the HTTP object
+//! API go through [`Objects`] alone.
+//!
+//! On a compute node of an embedded-store cluster, reads and writes go to
+//! the storage node `Placement` names, over the transport
+//! (`ObjectRead`/`ObjectWrite`, in frames of at most 16 MiB); listing and
+//! deleting, which the transport's messages do not cover, go over that
+//! node's object API.
 
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use hyper::{Method, StatusCode};
 
 use crate::remote::{PeerClient, PeerReply, RemoteError};
+use crate::shard::LocalShard;
 use ferry_storage::{LocalPlacement, ObjectInfo, ObjectStore, StorageError};
+use ferry_transport::{ErrorCode, Message, PeerPool, TransportConfig, TransportError};
 
 /// What an object operation can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +33,11 @@ pub enum ObjectError {
         status: u16,
         body: String,
     },
+    #[error("storage node {peer}: {source}")]
+    Transport {
+        peer: String,
+        source: TransportError,
+    },
 }
 
 pub enum Objects {
@@ -31,25 +45,53 @@ pub enum Objects {
     Remote(RemoteObjects),
 }
 
+/// One storage node as a compute node reaches it.
+#[derive(Debug, Clone)]
+pub struct RemoteNode {
+    pub name: String,
+    /// Its object API (listing, deleting, and objects too large for a frame).
+    pub upload: SocketAddr,
+    /// Its transport listener (object reads and writes).
+    pub transport: SocketAddr,
+}
+
 /// Objects on the cluster's storage nodes, placed by rendezvous hashing
 /// (every node computes the same answer; adding a node moves ~1/n keys).
 pub struct RemoteObjects {
-    /// (name, upload address) of every storage node, in config order.
-    pub nodes: Vec<(String, SocketAddr)>,
+    pub nodes: Vec<RemoteNode>,
     pub placement: LocalPlacement,
     pub client: Rc<PeerClient>,
+    /// This shard's transport connections.
+    pub pool: PeerPool,
 }
 
-/// Largest object body a remote read brings back (the store's own cap).
+/// Object bytes one transport frame carries; larger reads take several
+/// requests and larger writes go over HTTP. Well under the transport's
+/// frame cap (128 MiB), so no frame is ever refused for its size.
+const PEER_CHUNK_BYTES_MAX: usize = 16 << 20;
+/// A transport request to a storage node that takes longer fails.
+const PEER_REQUEST_MS_MAX: u64 = 30_000;
+/// Largest reply body an HTTP object request brings back (the store's cap).
 const REMOTE_BODY_BYTES_MAX: usize = ferry_storage::limits::OBJECT_BYTES_MAX as usize;
 
 impl Objects {
     pub async fn put(&self, user: &str, key: &[u8], data: &[u8]) -> Result<(), ObjectError> {
         match self {
             Objects::Local(store) => Ok(store.put(user, key, data).await?),
+            Objects::Remote(remote) if data.len() <= PEER_CHUNK_BYTES_MAX => {
+                let message = Message::ObjectWrite {
+                    user: user.to_owned(),
+                    key: key.to_vec(),
+                    data: Bytes::copy_from_slice(data),
+                };
+                match remote.request(user, key, &message).await? {
+                    Message::ObjectWritten { .. } => Ok(()),
+                    other => Err(remote.unexpected(user, key, other).await),
+                }
+            }
             Objects::Remote(remote) => {
                 let reply = remote
-                    .send(user, key, Method::PUT, None, Bytes::copy_from_slice(data))
+                    .send(user, key, Method::PUT, Bytes::copy_from_slice(data))
                     .await?;
                 remote.expect(reply, &[StatusCode::OK]).map(|_| ())
             }
@@ -59,23 +101,10 @@ impl Objects {
     pub async fn stat(&self, user: &str, key: &[u8]) -> Result<Option<u64>, ObjectError> {
         match self {
             Objects::Local(store) => Ok(store.stat(user, key).await?),
-            Objects::Remote(remote) => {
-                let reply = remote
-                    .send(user, key, Method::GET, Some((0, 0)), Bytes::new())
-                    .await?;
-                if reply.1.status == StatusCode::NOT_FOUND {
-                    return Ok(None);
-                }
-                let total = reply.1.total_bytes;
-                remote.expect(
-                    reply,
-                    &[
-                        StatusCode::PARTIAL_CONTENT,
-                        StatusCode::RANGE_NOT_SATISFIABLE,
-                    ],
-                )?;
-                Ok(Some(total.unwrap_or(0)))
-            }
+            Objects::Remote(remote) => Ok(remote
+                .read(user, key, 0, &mut [])
+                .await?
+                .map(|(size, _)| size)),
         }
     }
 
@@ -90,24 +119,7 @@ impl Objects {
         match self {
             Objects::Local(store) => Ok(store.read_into(user, key, offset, dst).await?),
             Objects::Remote(remote) => {
-                if dst.is_empty() {
-                    return Ok(self.stat(user, key).await?.map(|_| 0));
-                }
-                let last = offset + dst.len() as u64 - 1;
-                let reply = remote
-                    .send(user, key, Method::GET, Some((offset, last)), Bytes::new())
-                    .await?;
-                match reply.1.status {
-                    StatusCode::NOT_FOUND => Ok(None),
-                    StatusCode::RANGE_NOT_SATISFIABLE => Ok(Some(0)),
-                    _ => {
-                        let body =
-                            remote.expect(reply, &[StatusCode::PARTIAL_CONTENT, StatusCode::OK])?;
-                        let n = body.len().min(dst.len());
-                        dst[..n].copy_from_slice(&body[..n]);
-                        Ok(Some(n))
-                    }
-                }
+                Ok(remote.read(user, key, offset, dst).await?.map(|(_, n)| n))
             }
         }
     }
@@ -141,9 +153,7 @@ impl Objects {
         match self {
             Objects::Local(store) => Ok(store.delete(user, key).await?),
             Objects::Remote(remote) => {
-                let reply = remote
-                    .send(user, key, Method::DELETE, None, Bytes::new())
-                    .await?;
+                let reply = remote.send(user, key, Method::DELETE, Bytes::new()).await?;
                 if reply.1.status == StatusCode::NOT_FOUND {
                     return Ok(false);
                 }
@@ -157,12 +167,12 @@ impl Objects {
             Objects::Local(store) => Ok(store.list(user).await?),
             Objects::Remote(remote) => {
                 let mut all = Vec::new();
-                for (name, addr) in &remote.nodes {
+                for node in &remote.nodes {
                     let path = format!("/o/{user}/");
                     let reply = remote
                         .client
                         .request(
-                            *addr,
+                            node.upload,
                             Method::GET,
                             &path,
                             None,
@@ -170,16 +180,10 @@ impl Objects {
                             REMOTE_BODY_BYTES_MAX,
                         )
                         .await?;
-                    if reply.status != StatusCode::OK {
-                        return Err(ObjectError::Peer {
-                            peer: name.clone(),
-                            status: reply.status.as_u16(),
-                            body: String::from_utf8_lossy(&reply.body).into_owned(),
-                        });
-                    }
-                    let listed: Vec<serde_json::Value> = serde_json::from_slice(&reply.body)
-                        .map_err(|e| ObjectError::Peer {
-                            peer: name.clone(),
+                    let body = remote.expect((node.name.clone(), reply), &[StatusCode::OK])?;
+                    let listed: Vec<serde_json::Value> =
+                        serde_json::from_slice(&body).map_err(|e| ObjectError::Peer {
+                            peer: node.name.clone(),
                             status: 200,
                             body: format!("unparsable listing: {e}"),
                         })?;
@@ -203,11 +207,11 @@ impl Objects {
 
 impl RemoteObjects {
     /// The storage node that holds (user, key).
-    async fn node_for(&self, user: &str, key: &[u8]) -> Result<&(String, SocketAddr), ObjectError> {
+    async fn node_for(&self, user: &str, key: &[u8]) -> Result<&RemoteNode, ObjectError> {
         let location = self.placement.locate(user, key).await?;
         self.nodes
             .iter()
-            .find(|(name, _)| name == location.node)
+            .find(|node| node.name == location.node)
             .ok_or_else(|| ObjectError::Peer {
                 peer: location.node.to_owned(),
                 status: 0,
@@ -215,21 +219,106 @@ impl RemoteObjects {
             })
     }
 
+    /// One transport request to the node that holds (user, key).
+    async fn request(
+        &self,
+        user: &str,
+        key: &[u8],
+        message: &Message,
+    ) -> Result<Message, ObjectError> {
+        let node = self.node_for(user, key).await?;
+        self.pool
+            .request(
+                node.transport,
+                message,
+                Duration::from_millis(PEER_REQUEST_MS_MAX),
+            )
+            .await
+            .map_err(|source| ObjectError::Transport {
+                peer: node.name.clone(),
+                source,
+            })
+    }
+
+    async fn unexpected(&self, user: &str, key: &[u8], reply: Message) -> ObjectError {
+        let peer = match self.node_for(user, key).await {
+            Ok(node) => node.name.clone(),
+            Err(error) => return error,
+        };
+        let body = match reply {
+            Message::Error { code, message } => format!("{code:?}: {message}"),
+            other => format!("unexpected reply {:?}", other.kind()),
+        };
+        ObjectError::Peer {
+            peer,
+            status: 0,
+            body,
+        }
+    }
+
+    /// Reads into `dst` from `offset`, a frame of at most
+    /// [`PEER_CHUNK_BYTES_MAX`] at a time: (object size, bytes read), or
+    /// None when the object does not exist.
+    async fn read(
+        &self,
+        user: &str,
+        key: &[u8],
+        offset: u64,
+        dst: &mut [u8],
+    ) -> Result<Option<(u64, usize)>, ObjectError> {
+        let mut done = 0usize;
+        let mut size = 0u64;
+        loop {
+            let want = (dst.len() - done).min(PEER_CHUNK_BYTES_MAX);
+            let message = Message::ObjectRead {
+                user: user.to_owned(),
+                key: key.to_vec(),
+                offset: offset + done as u64,
+                len_max: want as u64,
+            };
+            match self.request(user, key, &message).await? {
+                Message::ObjectData { found: false, .. } if done == 0 => return Ok(None),
+                Message::ObjectData {
+                    found: true,
+                    object_bytes,
+                    data,
+                    ..
+                } if data.len() <= want => {
+                    size = object_bytes;
+                    dst[done..done + data.len()].copy_from_slice(&data);
+                    done += data.len();
+                    if data.is_empty() || done == dst.len() {
+                        return Ok(Some((size, done)));
+                    }
+                }
+                // Deleted between two chunks: what was read stands.
+                Message::ObjectData { found: false, .. } => return Ok(Some((size, done))),
+                other => return Err(self.unexpected(user, key, other).await),
+            }
+        }
+    }
+
     async fn send(
         &self,
         user: &str,
         key: &[u8],
         method: Method,
-        range: Option<(u64, u64)>,
         body: Bytes,
     ) -> Result<(String, PeerReply), ObjectError> {
-        let (name, addr) = self.node_for(user, key).await?;
+        let node = self.node_for(user, key).await?;
         let path = format!("/o/{user}/{}", encode_key(key));
         let reply = self
             .client
-            .request(*addr, method, &path, range, body, REMOTE_BODY_BYTES_MAX)
+            .request(
+                node.upload,
+                method,
+                &path,
+                None,
+                body,
+                REMOTE_BODY_BYTES_MAX,
+            )
             .await?;
-        Ok((name.clone(), reply))
+        Ok((node.name.clone(), reply))
     }
 
     fn expect(
@@ -259,4 +348,82 @@ pub fn encode_key(key: &[u8]) -> String {
         }
     }
     out
+}
+
+/// Serves compute nodes' object reads and writes on a transport listener,
+/// from this shard's objects.
+pub async fn serve_peers(listener: glommio::net::TcpListener, shard: Rc<LocalShard>) {
+    let mut config = TransportConfig::new(shard.node.config.name.clone());
+    config.capabilities = ferry_transport::Capabilities::OBJECTS;
+    let served = ferry_transport::serve(listener, config, move |message| {
+        let shard = shard.clone();
+        async move { answer_peer(&shard, message).await }
+    })
+    .await;
+    if let Err(error) = served {
+        tracing::error!(%error, "the transport listener stopped");
+    }
+}
+
+async fn answer_peer(shard: &LocalShard, message: Message) -> Message {
+    let objects = shard.objects();
+    shard
+        .node
+        .metrics
+        .peer_requests
+        .with_label_values(&[message.kind().name()])
+        .inc();
+    let missing = |offset| Message::ObjectData {
+        found: false,
+        object_bytes: 0,
+        offset,
+        data: Bytes::new(),
+    };
+    match message {
+        Message::ObjectRead {
+            user,
+            key,
+            offset,
+            len_max,
+        } => {
+            let size = match objects.stat(&user, &key).await {
+                Ok(Some(size)) => size,
+                Ok(None) => return missing(offset),
+                Err(error) => return Message::error(ErrorCode::Internal, error.to_string()),
+            };
+            let len = size
+                .saturating_sub(offset)
+                .min(len_max)
+                .min(PEER_CHUNK_BYTES_MAX as u64);
+            let mut data = vec![0; len as usize];
+            match objects.read_into(&user, &key, offset, &mut data).await {
+                Ok(Some(n)) => {
+                    data.truncate(n);
+                    Message::ObjectData {
+                        found: true,
+                        object_bytes: size,
+                        offset,
+                        data: data.into(),
+                    }
+                }
+                Ok(None) => missing(offset),
+                Err(error) => Message::error(ErrorCode::Internal, error.to_string()),
+            }
+        }
+        Message::ObjectWrite { user, key, data } => match objects.put(&user, &key, &data).await {
+            Ok(()) => Message::ObjectWritten {
+                object_bytes: data.len() as u64,
+            },
+            Err(ObjectError::Storage(
+                error @ (StorageError::ObjectTooLarge { .. }
+                | StorageError::KeyTooLong { .. }
+                | StorageError::BadUser { .. }),
+            )) => Message::error(ErrorCode::BadRequest, error.to_string()),
+            Err(error) => Message::error(ErrorCode::Internal, error.to_string()),
+        },
+        other => Message::error(
+            ErrorCode::BadRequest,
+            format!("a storage node does not answer {:?}", other.kind()),
+        ),
+    }
 }

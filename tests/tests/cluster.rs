@@ -1,5 +1,6 @@
 //! A cluster on loopback: two storage nodes and a compute node, each its
-//! own process on its own 127.0.0.x address, configured by one file.
+//! own process on its own 127.0.0.x address, configured by one file. The
+//! compute node reads and writes objects over the transport.
 
 use anyhow::Result;
 use ferry_tests::{free_port, Node, NodeOptions};
@@ -16,7 +17,8 @@ fn compute_node_reads_and_writes_objects_on_the_storage_nodes() -> Result<()> {
     let mut config = String::from("[storage]\nbackend = \"embedded\"\n");
     for (name, role, host) in nodes {
         config.push_str(&format!(
-            "[[nodes]]\nname = \"{name}\"\nrole = \"{role}\"\nhost = \"{host}\"\nhttp_port = {}\nupload_port = {}\n",
+            "[[nodes]]\nname = \"{name}\"\nrole = \"{role}\"\nhost = \"{host}\"\nhttp_port = {}\nupload_port = {}\ntransport_port = {}\n",
+            free_port(host)?,
             free_port(host)?,
             free_port(host)?
         ));
@@ -74,6 +76,22 @@ fn compute_node_reads_and_writes_objects_on_the_storage_nodes() -> Result<()> {
         a > 0 && b > 0,
         "rendezvous placement put {a} keys on a and {b} on b"
     );
+    // The reads and writes went over the transport.
+    for node in [&storage_a, &storage_b] {
+        let metrics = node.get(&node.http, "/metrics")?.text();
+        for kind in ["ObjectRead", "ObjectWrite"] {
+            let line = metrics
+                .lines()
+                .find(|l| l.starts_with(&format!("ferry_peer_requests_total{{kind=\"{kind}\"}}")))
+                .unwrap_or_default();
+            let count: u64 = line
+                .rsplit(' ')
+                .next()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
+            assert!(count > 0, "no {kind} served over the transport: {line:?}");
+        }
+    }
     // The compute node's object API sees the union.
     let list: serde_json::Value =
         serde_json::from_slice(&compute.get(&compute.upload, "/o/ndp/")?.body)?;
