@@ -22,6 +22,9 @@ pub const INSTANCES_HEADROOM_PER_SHARD: u32 = 32;
 /// Chained calls one call may start, and how deep chains may nest.
 pub const CHAINED_CALLS_MAX: usize = 256;
 pub const CHAIN_DEPTH_MAX: u32 = 8;
+/// Functions one node keeps (each holds its compiled code mapped, ~100 KiB
+/// to a few MiB).
+pub const FUNCTIONS_MAX: usize = 10_000;
 /// A wasm module as uploaded.
 pub const MODULE_BYTES_MAX: usize = 256 << 20;
 /// HTTP request bodies other than uploads: JSON invocation messages carry

@@ -158,6 +158,12 @@ impl Registry {
         let invalid = |e: anyhow::Error| UploadError::Invalid(format!("{e:#}"));
         check_name("user", user).map_err(invalid)?;
         check_name("function", name).map_err(invalid)?;
+        if self.get(user, name).is_none() && self.len() >= limits::FUNCTIONS_MAX {
+            return Err(UploadError::Invalid(format!(
+                "the node holds its maximum of {} functions",
+                limits::FUNCTIONS_MAX
+            )));
+        }
         if wasm.len() > limits::MODULE_BYTES_MAX {
             return Err(UploadError::Invalid(format!(
                 "module of {} bytes exceeds the cap of {} bytes",
