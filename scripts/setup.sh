@@ -8,6 +8,7 @@ packages=(
   build-essential pkg-config curl ca-certificates python3 python3-pip
   clang-16 lld-16 wasi-libc libc++-16-dev-wasm32 libc++abi-16-dev-wasm32 libclang-rt-16-dev-wasm32
   capnproto libhwloc-dev libudev-dev libibverbs-dev librdmacm-dev libclang1-14
+  ceph-mon ceph-osd ceph-common librados-dev
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -44,6 +44,32 @@ pub enum StorageError {
     /// or key. The store returns this rather than data it cannot vouch for.
     #[error("object file {path} is corrupt: {reason}")]
     Corrupt { path: PathBuf, reason: String },
+
+    /// A librados call failed. `code` is its return value, a negative
+    /// errno (`-2`, ENOENT, for a missing pool); `object` is the RADOS
+    /// object name, or what else the operation was about (the config file
+    /// when connecting, the pool when opening it).
+    #[error("{op} {object}: {message}")]
+    Rados {
+        op: &'static str,
+        object: String,
+        code: i32,
+        message: String,
+    },
+
+    /// A placement was given a node list it cannot use (empty, duplicate
+    /// names, an OSD placed on an unknown node).
+    #[error("placement config: {reason}")]
+    PlacementConfig { reason: String },
+
+    /// Placement found the object's primary OSD on a host that no storage
+    /// node in the config runs on.
+    #[error("object {object}: primary osd.{osd} is on host {host:?}, where no storage node runs")]
+    NoNodeForOsd {
+        object: String,
+        osd: i32,
+        host: String,
+    },
 }
 
 impl StorageError {
@@ -52,6 +78,16 @@ impl StorageError {
             op,
             path: path.into(),
             source,
+        }
+    }
+
+    /// A librados failure with return value `code` (a negative errno).
+    pub(crate) fn rados(op: &'static str, object: impl Into<String>, code: i32) -> Self {
+        StorageError::Rados {
+            op,
+            object: object.into(),
+            code,
+            message: std::io::Error::from_raw_os_error(code.saturating_neg()).to_string(),
         }
     }
 

@@ -43,6 +43,43 @@ pub const HEAD_DATA_BYTES_MAX: usize = 60 * 1024;
 /// the largest listing takes a few seconds and ~64 MiB at worst.
 pub const LIST_OBJECTS_MAX: usize = 65_536;
 
+/// Threads a [`crate::RadosStore`] runs its blocking librados calls on. A
+/// call mostly waits on the network (~0.1-1 ms per small op on 10GbE), so a
+/// few threads keep a node's shards' calls flowing; the queue in front of
+/// them holds the rest.
+pub const RADOS_THREADS: usize = 4;
+
+/// librados calls that may wait for a [`crate::RadosStore`] worker thread.
+/// A shard whose call finds the queue full waits (asynchronously) for room.
+pub const RADOS_QUEUE_CALLS_MAX: usize = 64;
+
+/// Longest a librados call may take before it fails with ETIMEDOUT
+/// (`rados_osd_op_timeout`, `rados_mon_op_timeout`, and the connect timeout
+/// `client_mount_timeout`). librados' own default is to wait forever.
+pub const RADOS_OP_MS_MAX: u64 = 30_000;
+
+/// Longest RADOS object name the OSDs accept (`osd_max_object_name_len`).
+pub const RADOS_OBJECT_NAME_BYTES_MAX: usize = 2048;
+
+/// Most bytes one RADOS read operation asks for. librados refuses reads of
+/// more than `i32::MAX` bytes; larger `read_into`s are cut into several.
+pub const RADOS_READ_OP_BYTES_MAX: usize = 1 << 30;
+
+/// Bytes a `get` asks for in its first operation, which also stats the
+/// object: smaller objects take one round trip, larger ones two (the
+/// second sized exactly).
+pub const RADOS_GET_FIRST_BYTES: usize = 64 * 1024;
+
+/// How often a Ceph [`crate::Placement`] reads the OSD map epoch (one small
+/// monitor command). Until it sees a change, shards keep using cached
+/// answers: after an OSD goes down, requests may go to the old node for up
+/// to this long, and that node serves them through RADOS or declines.
+pub const PLACEMENT_EPOCH_CHECK_MS: u64 = 1000;
+
+/// Objects one shard's Ceph placement cache remembers (~100 bytes each:
+/// ~6 MiB per shard when full). A full cache starts over.
+pub const PLACEMENT_CACHE_ENTRIES_MAX: usize = 65_536;
+
 /// Bytes of fixed fields at the start of the header; user and key follow.
 pub const HEADER_FIXED_BYTES: usize = 64;
 
@@ -52,3 +89,6 @@ const _: () = assert!(IO_CHUNK_BYTES_MAX as u64 % BLOCK_BYTES == 0);
 const _: () = assert!(HEAD_DATA_BYTES_MAX as u64 % BLOCK_BYTES == 0);
 const _: () = assert!(HEADER_BYTES + HEAD_DATA_BYTES_MAX <= IO_CHUNK_BYTES_MAX);
 const _: () = assert!(IO_CHUNKS_IN_FLIGHT_MAX > 0);
+const _: () = assert!(RADOS_THREADS > 0 && RADOS_QUEUE_CALLS_MAX > 0);
+const _: () = assert!(RADOS_READ_OP_BYTES_MAX <= i32::MAX as usize);
+const _: () = assert!(RADOS_GET_FIRST_BYTES <= RADOS_READ_OP_BYTES_MAX);

@@ -2,14 +2,24 @@
 
 use crate::embedded::{EmbeddedStore, ObjectInfo};
 use crate::error::StorageError;
+use crate::rados::RadosStore;
 
 /// An object store of one of the supported kinds. Every method behaves the
-/// same whichever kind is behind it; see [`EmbeddedStore`] for the details
-/// of each.
+/// same whichever kind is behind it (`tests/conformance.rs` holds both to
+/// one suite); see [`EmbeddedStore`] and [`RadosStore`] for the details of
+/// each.
 #[derive(Debug, Clone)]
 pub enum ObjectStore {
     /// Objects as files on this node's disk.
     Embedded(EmbeddedStore),
+    /// Objects in a Ceph pool, through librados.
+    Rados(RadosStore),
+}
+
+impl From<RadosStore> for ObjectStore {
+    fn from(store: RadosStore) -> Self {
+        ObjectStore::Rados(store)
+    }
 }
 
 impl From<EmbeddedStore> for ObjectStore {
@@ -24,6 +34,7 @@ impl ObjectStore {
     pub async fn put(&self, user: &str, key: &[u8], data: &[u8]) -> Result<(), StorageError> {
         match self {
             ObjectStore::Embedded(store) => store.put(user, key, data).await,
+            ObjectStore::Rados(store) => store.put(user, key, data).await,
         }
     }
 
@@ -31,6 +42,7 @@ impl ObjectStore {
     pub async fn stat(&self, user: &str, key: &[u8]) -> Result<Option<u64>, StorageError> {
         match self {
             ObjectStore::Embedded(store) => store.stat(user, key).await,
+            ObjectStore::Rados(store) => store.stat(user, key).await,
         }
     }
 
@@ -45,6 +57,7 @@ impl ObjectStore {
     ) -> Result<Option<usize>, StorageError> {
         match self {
             ObjectStore::Embedded(store) => store.read_into(user, key, offset, dst).await,
+            ObjectStore::Rados(store) => store.read_into(user, key, offset, dst).await,
         }
     }
 
@@ -59,6 +72,7 @@ impl ObjectStore {
     ) -> Result<Option<Vec<u8>>, StorageError> {
         match self {
             ObjectStore::Embedded(store) => store.get(user, key, offset, len_max).await,
+            ObjectStore::Rados(store) => store.get(user, key, offset, len_max).await,
         }
     }
 
@@ -66,6 +80,7 @@ impl ObjectStore {
     pub async fn delete(&self, user: &str, key: &[u8]) -> Result<bool, StorageError> {
         match self {
             ObjectStore::Embedded(store) => store.delete(user, key).await,
+            ObjectStore::Rados(store) => store.delete(user, key).await,
         }
     }
 
@@ -73,6 +88,7 @@ impl ObjectStore {
     pub async fn list(&self, user: &str) -> Result<Vec<ObjectInfo>, StorageError> {
         match self {
             ObjectStore::Embedded(store) => store.list(user).await,
+            ObjectStore::Rados(store) => store.list(user).await,
         }
     }
 }

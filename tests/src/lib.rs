@@ -158,7 +158,7 @@ impl Node {
             .args(&options.extra)
             .env(
                 "FERRY_LOG",
-                std::env::var("FERRY_LOG").unwrap_or_else(|_| "warn".into()),
+                std::env::var("FERRY_LOG").unwrap_or_else(|_| "error".into()),
             )
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());

@@ -1,0 +1,433 @@
+//! One suite, two backends: every case runs against the embedded store and
+//! against a RADOS store on a real Ceph cluster, through [`ObjectStore`], and
+//! must pass on both. The cluster is started once for the binary (by
+//! `deploy/ceph/start.sh`) and stopped at the end, failures included; if it
+//! cannot start, the run fails.
+
+mod common;
+
+use std::future::Future;
+use std::pin::Pin;
+
+use anyhow::{anyhow, ensure, Context};
+use ferry_storage::{
+    EmbeddedStore, ObjectInfo, ObjectStore, RadosConfig, RadosStore, StorageError, StoreConfig,
+};
+
+use common::{check_same, on_executor, pattern, run_cases, Case, Ceph, Tally, MIB};
+
+/// Both backends get this object limit: above the 64 MiB case, below what
+/// one RADOS write may carry (90 MiB by default).
+const OBJECT_BYTES_MAX: u64 = 80 << 20;
+
+type CaseFn =
+    for<'a> fn(&'a ObjectStore, &'a str) -> Pin<Box<dyn Future<Output = anyhow::Result<()>> + 'a>>;
+
+macro_rules! suite {
+    ($($case:ident),* $(,)?) => {
+        const SUITE: &[(&str, CaseFn)] = &[$((stringify!($case), |store, user| Box::pin($case(store, user)))),*];
+    };
+}
+
+suite!(
+    empty_object,
+    one_byte,
+    sixty_four_mib,
+    ranges_past_the_end,
+    overwrite_shorter_after_longer,
+    missing_key,
+    keys_with_slash_unicode_and_binary,
+    users_are_isolated,
+    delete_then_stat,
+    list_sorted_with_sizes,
+    limits_rejected,
+    concurrent_calls,
+);
+
+fn main() {
+    let mut tally = Tally::default();
+    let names: Vec<&str> = SUITE.iter().map(|(name, _)| *name).collect();
+
+    let embedded: Vec<Case<'_>> = SUITE
+        .iter()
+        .map(|&(name, case)| {
+            let run = move || {
+                let dir = tempfile::tempdir().context("creating store directory")?;
+                let store = EmbeddedStore::open(StoreConfig {
+                    object_bytes_max: OBJECT_BYTES_MAX,
+                    ..StoreConfig::new(dir.path())
+                })?;
+                let store = ObjectStore::from(store);
+                on_executor(case(&store, "alice"))
+            };
+            (
+                format!("embedded::{name}"),
+                Box::new(run) as Box<dyn Fn() -> _>,
+            )
+        })
+        .collect();
+    run_cases(embedded, &mut tally);
+
+    if common::any_selected("rados::", &names) {
+        match Ceph::start() {
+            Ok(ceph) => {
+                run_rados(&ceph, &mut tally);
+                drop(ceph);
+            }
+            Err(e) => {
+                println!("test rados::cluster ... FAILED\n    {e:#}");
+                tally.failed.push("rados::cluster".to_string());
+            }
+        }
+    }
+    common::finish(tally)
+}
+
+fn run_rados(ceph: &Ceph, tally: &mut Tally) {
+    let store = match RadosStore::connect(RadosConfig {
+        object_bytes_max: OBJECT_BYTES_MAX,
+        ..RadosConfig::new(&ceph.conf, &ceph.pool)
+    }) {
+        Ok(store) => ObjectStore::from(store),
+        Err(e) => {
+            println!("test rados::connect ... FAILED\n    {e:#}");
+            tally.failed.push("rados::connect".to_string());
+            return;
+        }
+    };
+    // One pool for all cases: each case is its own user.
+    let cases: Vec<Case<'_>> = SUITE
+        .iter()
+        .map(|&(name, case)| {
+            let store = &store;
+            let run = move || on_executor(case(store, &format!("alice-{name}")));
+            (
+                format!("rados::{name}"),
+                Box::new(run) as Box<dyn Fn() -> _>,
+            )
+        })
+        .collect();
+    run_cases(cases, tally);
+}
+
+fn shown(key: &[u8]) -> String {
+    format!("{:?}", String::from_utf8_lossy(key))
+}
+
+/// Puts `data`, then reads it back whole with `stat`, `get` and `read_into`.
+async fn round_trip(
+    store: &ObjectStore,
+    user: &str,
+    key: &[u8],
+    data: &[u8],
+) -> anyhow::Result<()> {
+    let what = format!("{} bytes at {}", data.len(), shown(key));
+    store
+        .put(user, key, data)
+        .await
+        .with_context(|| format!("putting {what}"))?;
+    let size = store.stat(user, key).await?;
+    ensure!(size == Some(data.len() as u64), "stat of {what}: {size:?}");
+    let got = store
+        .get(user, key, 0, u64::MAX)
+        .await?
+        .ok_or_else(|| anyhow!("{what}: missing after put"))?;
+    check_same(&got, data, &format!("get of {what}"))?;
+    let mut dst = vec![0xa5u8; data.len()];
+    let n = store.read_into(user, key, 0, &mut dst).await?;
+    ensure!(n == Some(data.len()), "read_into of {what}: {n:?}");
+    check_same(&dst, data, &format!("read_into of {what}"))
+}
+
+async fn empty_object(store: &ObjectStore, user: &str) -> anyhow::Result<()> {
+    round_trip(store, user, b"empty", b"").await?;
+    let mut dst = [7u8; 16];
+    ensure!(store.read_into(user, b"empty", 0, &mut dst).await? == Some(0));
+    ensure!(dst == [7u8; 16], "an empty read wrote into the buffer");
+    ensure!(store.get(user, b"empty", 0, 10).await? == Some(Vec::new()));
+    ensure!(store.get(user, b"empty", 5, 10).await? == Some(Vec::new()));
+    let listed = store.list(user).await?;
+    ensure!(
+        listed
+            == [ObjectInfo {
+                key: b"empty".to_vec(),
+                size_bytes: 0
+            }],
+        "{listed:?}"
+    );
+    Ok(())
+}
+
+async fn one_byte(store: &ObjectStore, user: &str) -> anyhow::Result<()> {
+    round_trip(store, user, b"one", b"x").await?;
+    let mut dst = [0u8; 4];
+    ensure!(store.read_into(user, b"one", 1, &mut dst).await? == Some(0));
+    ensure!(store.get(user, b"one", 0, 1).await? == Some(b"x".to_vec()));
+    ensure!(store.get(user, b"one", 0, 0).await? == Some(Vec::new()));
+    Ok(())
+}
+
+async fn sixty_four_mib(store: &ObjectStore, user: &str) -> anyhow::Result<()> {
+    let data = pattern(64, 64 * MIB);
+    round_trip(store, user, b"big", &data).await?;
+    // The last bytes, through a buffer longer than what is left.
+    let mut dst = vec![0u8; 4096];
+    let from = data.len() - 10;
+    let n = store.read_into(user, b"big", from as u64, &mut dst).await?;
+    ensure!(n == Some(10), "tail read_into: {n:?}");
+    check_same(&dst[..10], &data[from..], "tail read_into")?;
+    // A range in the middle, across MiB boundaries.
+    let (offset, len) = (MIB + 3, 5 * MIB);
+    let got = store
+        .get(user, b"big", offset as u64, len as u64)
+        .await?
+        .ok_or_else(|| anyhow!("big object missing"))?;
+    check_same(&got, &data[offset..offset + len], "middle get")?;
+    // Into the middle of a larger buffer: the bytes around stay as they were.
+    let mut frame = vec![0xeeu8; 3 * MIB];
+    let n = store
+        .read_into(user, b"big", 7, &mut frame[MIB..2 * MIB])
+        .await?;
+    ensure!(n == Some(MIB), "framed read_into: {n:?}");
+    check_same(&frame[MIB..2 * MIB], &data[7..7 + MIB], "framed read_into")?;
+    ensure!(
+        frame[..MIB]
+            .iter()
+            .chain(&frame[2 * MIB..])
+            .all(|&b| b == 0xee),
+        "read_into wrote outside its buffer"
+    );
+    Ok(())
+}
+
+async fn ranges_past_the_end(store: &ObjectStore, user: &str) -> anyhow::Result<()> {
+    let data = pattern(3, 100);
+    store.put(user, b"k", &data).await?;
+    for offset in [100, 101, 4096, 1 << 40, u64::MAX - 1, u64::MAX] {
+        let mut dst = [9u8; 10];
+        let n = store.read_into(user, b"k", offset, &mut dst).await?;
+        ensure!(n == Some(0), "read_into at {offset}: {n:?}");
+        ensure!(dst == [9u8; 10], "read_into at {offset} wrote bytes");
+        let got = store.get(user, b"k", offset, u64::MAX).await?;
+        ensure!(got == Some(Vec::new()), "get at {offset}: {got:?}");
+    }
+    // A range that starts inside and runs past the end is cut at the end.
+    let mut dst = [9u8; 50];
+    ensure!(store.read_into(user, b"k", 90, &mut dst).await? == Some(10));
+    check_same(&dst[..10], &data[90..], "read_into across the end")?;
+    ensure!(
+        dst[10..].iter().all(|&b| b == 9),
+        "read_into wrote past the object's end"
+    );
+    let got = store.get(user, b"k", 90, 1000).await?;
+    ensure!(got.as_deref() == Some(&data[90..]), "get across the end");
+    ensure!(store.read_into(user, b"k", 0, &mut []).await? == Some(0));
+    Ok(())
+}
+
+async fn overwrite_shorter_after_longer(store: &ObjectStore, user: &str) -> anyhow::Result<()> {
+    let long = pattern(1, MIB + 5);
+    let short = pattern(2, 10);
+    round_trip(store, user, b"k", &long).await?;
+    round_trip(store, user, b"k", &short).await?;
+    let mut dst = vec![0u8; MIB];
+    ensure!(store.read_into(user, b"k", 0, &mut dst).await? == Some(10));
+    let got = store.get(user, b"k", 5, u64::MAX).await?;
+    ensure!(got.as_deref() == Some(&short[5..]), "get after shrinking");
+    round_trip(store, user, b"k", &long).await?;
+    round_trip(store, user, b"k", b"").await
+}
+
+async fn missing_key(store: &ObjectStore, user: &str) -> anyhow::Result<()> {
+    ensure!(store.stat(user, b"nothing").await?.is_none());
+    ensure!(store.get(user, b"nothing", 0, u64::MAX).await?.is_none());
+    let mut dst = [0u8; 8];
+    ensure!(store
+        .read_into(user, b"nothing", 0, &mut dst)
+        .await?
+        .is_none());
+    ensure!(store
+        .read_into(user, b"nothing", 0, &mut [])
+        .await?
+        .is_none());
+    ensure!(store
+        .read_into(user, b"nothing", u64::MAX, &mut dst)
+        .await?
+        .is_none());
+    ensure!(!store.delete(user, b"nothing").await?);
+    ensure!(store.list(user).await?.is_empty());
+    Ok(())
+}
+
+const ODD_KEYS: &[&[u8]] = &[
+    b"a/b/c",
+    b"/leading",
+    b"trailing/",
+    b"/",
+    b"//",
+    b"../up",
+    "κλειδί/ключ/鍵 ✓".as_bytes(),
+    b"",
+    b"\xff\xfe not utf-8",
+    b"nul\0inside",
+    b"~b64:looks-escaped",
+    b"~b64:_w",
+    b"spaces and\ttabs\nnewline",
+];
+
+async fn keys_with_slash_unicode_and_binary(store: &ObjectStore, user: &str) -> anyhow::Result<()> {
+    for (i, key) in ODD_KEYS.iter().enumerate() {
+        round_trip(store, user, key, &pattern(i as u64, 100 + i)).await?;
+    }
+    // Every key still holds its own data: no two shared an object.
+    for (i, key) in ODD_KEYS.iter().enumerate() {
+        let got = store.get(user, key, 0, u64::MAX).await?;
+        ensure!(
+            got.as_deref() == Some(&pattern(i as u64, 100 + i)[..]),
+            "key {} lost its data",
+            shown(key)
+        );
+    }
+    let mut want: Vec<ObjectInfo> = ODD_KEYS
+        .iter()
+        .enumerate()
+        .map(|(i, key)| ObjectInfo {
+            key: key.to_vec(),
+            size_bytes: (100 + i) as u64,
+        })
+        .collect();
+    want.sort_by(|a, b| a.key.cmp(&b.key));
+    let listed = store.list(user).await?;
+    ensure!(listed == want, "list: {listed:?}");
+    Ok(())
+}
+
+async fn users_are_isolated(store: &ObjectStore, user: &str) -> anyhow::Result<()> {
+    let bob = format!("{user}.bob");
+    let slashed = format!("{user}/x"); // a user with a slash
+    let prefix = &user[..user.len() - 1]; // a user whose name is a prefix
+    store.put(user, b"k", b"alice's").await?;
+    store.put(&bob, b"k", b"bob's").await?;
+    store.put(user, b"x/k", b"alice's x/k").await?;
+    store.put(&slashed, b"k", b"slashed k").await?;
+    store.put(prefix, b"k", b"prefix's").await?;
+    let expect: [(&str, &[u8], &[u8]); 5] = [
+        (user, b"k", b"alice's"),
+        (&bob, b"k", b"bob's"),
+        (user, b"x/k", b"alice's x/k"),
+        (&slashed, b"k", b"slashed k"),
+        (prefix, b"k", b"prefix's"),
+    ];
+    for (who, key, data) in expect {
+        let got = store.get(who, key, 0, u64::MAX).await?;
+        ensure!(
+            got.as_deref() == Some(data),
+            "{who:?} {}: {got:?}",
+            shown(key)
+        );
+    }
+    ensure!(
+        store.get(&bob, b"x/k", 0, 10).await?.is_none(),
+        "bob sees alice's x/k"
+    );
+    let keys = |list: Vec<ObjectInfo>| list.into_iter().map(|o| o.key).collect::<Vec<_>>();
+    ensure!(keys(store.list(user).await?) == [b"k".to_vec(), b"x/k".to_vec()]);
+    ensure!(keys(store.list(&bob).await?) == [b"k".to_vec()]);
+    ensure!(keys(store.list(&slashed).await?) == [b"k".to_vec()]);
+    ensure!(keys(store.list(prefix).await?) == [b"k".to_vec()]);
+    ensure!(store.delete(&bob, b"k").await?);
+    ensure!(store.get(user, b"k", 0, 10).await? == Some(b"alice's".to_vec()));
+    ensure!(store.list(&bob).await?.is_empty());
+    Ok(())
+}
+
+async fn delete_then_stat(store: &ObjectStore, user: &str) -> anyhow::Result<()> {
+    store.put(user, b"gone", b"data").await?;
+    ensure!(store.delete(user, b"gone").await?);
+    ensure!(store.stat(user, b"gone").await?.is_none());
+    ensure!(store.get(user, b"gone", 0, 10).await?.is_none());
+    ensure!(!store.delete(user, b"gone").await?);
+    round_trip(store, user, b"gone", b"back").await
+}
+
+async fn list_sorted_with_sizes(store: &ObjectStore, user: &str) -> anyhow::Result<()> {
+    let keys: [&[u8]; 5] = [b"m", b"a", b"zz", b"a/b", b"B"];
+    for (i, key) in keys.iter().enumerate() {
+        store.put(user, key, &pattern(i as u64, i * 1000)).await?;
+    }
+    let mut want: Vec<ObjectInfo> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, key)| ObjectInfo {
+            key: key.to_vec(),
+            size_bytes: (i * 1000) as u64,
+        })
+        .collect();
+    want.sort_by(|a, b| a.key.cmp(&b.key));
+    ensure!(store.list(user).await? == want);
+    ensure!(store.delete(user, b"zz").await?);
+    want.retain(|o| o.key != b"zz");
+    ensure!(store.list(user).await? == want);
+    ensure!(store.list(&format!("{user}-nobody")).await?.is_empty());
+    Ok(())
+}
+
+async fn limits_rejected(store: &ObjectStore, user: &str) -> anyhow::Result<()> {
+    let long_key = vec![b'k'; 1025];
+    let long_user = "u".repeat(257);
+    let too_big = vec![0u8; OBJECT_BYTES_MAX as usize + 1];
+    let outcomes = [
+        ("long key put", store.put(user, &long_key, b"x").await.err()),
+        ("long key get", store.get(user, &long_key, 0, 1).await.err()),
+        ("empty user", store.put("", b"k", b"x").await.err()),
+        ("long user", store.stat(&long_user, b"k").await.err()),
+        ("big object", store.put(user, b"big", &too_big).await.err()),
+    ];
+    for (what, error) in outcomes {
+        let fits = match (what, &error) {
+            (
+                "long key put" | "long key get",
+                Some(StorageError::KeyTooLong {
+                    len_bytes: 1025,
+                    max_bytes: 1024,
+                }),
+            ) => true,
+            ("empty user" | "long user", Some(StorageError::BadUser { .. })) => true,
+            ("big object", Some(StorageError::ObjectTooLarge { max_bytes, .. })) => {
+                *max_bytes == OBJECT_BYTES_MAX
+            }
+            _ => false,
+        };
+        ensure!(fits, "{what}: {error:?}");
+    }
+    // The maximum itself is fine.
+    store.put(user, &vec![b'k'; 1024], b"x").await?;
+    ensure!(
+        store.stat(user, b"big").await?.is_none(),
+        "a refused put left an object"
+    );
+    Ok(())
+}
+
+async fn concurrent_calls(store: &ObjectStore, user: &str) -> anyhow::Result<()> {
+    // More calls at once than a RADOS store has threads and queue slots.
+    let tasks: Vec<_> = (0..96u64)
+        .map(|i| {
+            let store = store.clone();
+            let user = user.to_string();
+            glommio::spawn_local(async move {
+                let key = format!("k{i}");
+                let data = pattern(i, 1000 + i as usize * 37);
+                store.put(&user, key.as_bytes(), &data).await?;
+                let got = store.get(&user, key.as_bytes(), 0, u64::MAX).await?;
+                ensure!(got.as_deref() == Some(&data[..]), "{key} read back wrong");
+                Ok::<_, anyhow::Error>(())
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await?;
+    }
+    ensure!(store.list(user).await?.len() == 96);
+    Ok(())
+}
