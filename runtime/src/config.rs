@@ -80,6 +80,9 @@ pub struct PeerNode {
     pub http: SocketAddr,
     pub upload: SocketAddr,
     pub transport: SocketAddr,
+    /// The host name its Ceph OSDs report (`ceph osd metadata`), for Ceph
+    /// placement; defaults to `host`.
+    pub ceph_host: String,
 }
 
 /// Per-call and per-shard limits.
@@ -128,6 +131,7 @@ pub struct RawPeer {
     pub http_port: Option<u16>,
     pub upload_port: Option<u16>,
     pub transport_port: Option<u16>,
+    pub ceph_host: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -268,6 +272,7 @@ impl PeerNode {
             http_port,
             upload_port,
             transport_port,
+            ceph_host,
         } = raw;
         let resolve = |port: u16| -> Result<SocketAddr> {
             (host.as_str(), port)
@@ -281,6 +286,7 @@ impl PeerNode {
             http: resolve(http_port.unwrap_or(8080))?,
             upload: resolve(upload_port.unwrap_or(8002))?,
             transport: resolve(transport_port.unwrap_or(TRANSPORT_PORT_DEFAULT))?,
+            ceph_host: ceph_host.unwrap_or_else(|| host.clone()),
             name,
         })
     }
@@ -302,6 +308,7 @@ impl RawConfig {
             http_port: peer.http_port,
             upload_port: peer.upload_port,
             transport_port: peer.transport_port,
+            ceph_host: peer.ceph_host.clone(),
         })?;
         self.node.name = Some(name.to_owned());
         self.node.role = Some(peer.role.clone());

@@ -12,7 +12,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use glommio::{LocalExecutorBuilder, PoolPlacement};
 
 use crate::config::Config;
-use crate::config::{Backend, Role};
+use crate::config::{Backend, PeerNode, Role};
 use crate::exec::{start_epoch_ticker, Executor};
 use crate::http::{self, Api};
 use crate::invocation::{AsyncCalls, CallIds};
@@ -22,7 +22,10 @@ use crate::objects::{Objects, RemoteNode, RemoteObjects};
 use crate::registry::Registry;
 use crate::remote::PeerClient;
 use crate::shard::LocalShard;
-use ferry_storage::{EmbeddedStore, ObjectStore, Placement, RadosConfig, RadosStore, StoreConfig};
+use ferry_storage::{
+    CephNode, CephPlacementConfig, EmbeddedStore, ObjectStore, Placement, RadosConfig, RadosStore,
+    StoreConfig,
+};
 use ferry_transport::{PeerPool, TransportConfig};
 
 /// What every shard shares: immutable or internally synchronised.
@@ -35,6 +38,8 @@ pub struct NodeShared {
     pub call_ids: CallIds,
     /// Set once the start-up uploads are done; `/healthz` answers 200 after.
     pub ready: AtomicBool,
+    /// Which storage node holds an object (None: this node alone).
+    pub placement: Option<Placement>,
     /// wasmtime-wasi drives some WASI calls (clocks, sleeps) on tokio; each
     /// shard enters this one small runtime so those calls find it.
     tokio: tokio::runtime::Runtime,
@@ -59,7 +64,7 @@ pub fn run(config: Config) -> Result<()> {
         key_bytes_max: ferry_storage::limits::KEY_BYTES_MAX,
         user_bytes_max: ferry_storage::limits::USER_BYTES_MAX,
     };
-    let objects = objects_plan(&config, || {
+    let (objects, placement) = objects_plan(&config, || {
         EmbeddedStore::open(store_config("objects")).context("opening the object store")
     })?;
     let state = EmbeddedStore::open(store_config("state")).context("opening the state store")?;
@@ -76,6 +81,7 @@ pub fn run(config: Config) -> Result<()> {
         async_calls: AsyncCalls::new(Duration::from_secs(config.limits.async_result_retention_s)),
         call_ids: CallIds::new(),
         ready: AtomicBool::new(false),
+        placement,
         tokio,
         config,
     });
@@ -171,11 +177,22 @@ impl ObjectsPlan {
 
 /// Ceph everywhere; otherwise the local embedded store on nodes that hold
 /// objects, and the storage nodes' stores (placed by rendezvous hashing)
-/// on compute nodes.
+/// on compute nodes. Also returns the cluster's placement (None for a node
+/// started alone): rendezvous over the storage nodes, or Ceph's primary
+/// OSD mapped to the storage node on that OSD's host.
 fn objects_plan(
     config: &Config,
     embedded: impl FnOnce() -> Result<EmbeddedStore>,
-) -> Result<ObjectsPlan> {
+) -> Result<(ObjectsPlan, Option<Placement>)> {
+    let storage_nodes: Vec<&PeerNode> = config
+        .cluster
+        .iter()
+        .filter(|peer| peer.role.holds_objects())
+        .collect();
+    let rendezvous = || {
+        Placement::rendezvous(storage_nodes.iter().map(|n| n.name.clone()).collect())
+            .context("building the placement")
+    };
     match (&config.backend, config.role) {
         (Backend::Ceph { conf, pool }, _) => {
             let store = RadosStore::connect(RadosConfig::new(conf.clone(), pool.clone()))
@@ -183,34 +200,57 @@ fn objects_plan(
                     format!("connecting to Ceph pool {pool} with {}", conf.display())
                 })?;
             tracing::info!(pool = %pool, conf = %conf.display(), "objects in Ceph RADOS");
-            Ok(ObjectsPlan::Local(ObjectStore::Rados(store)))
+            let placement = if storage_nodes.is_empty() {
+                None
+            } else {
+                let nodes = storage_nodes
+                    .iter()
+                    .map(|n| CephNode {
+                        name: n.name.clone(),
+                        host: n.ceph_host.clone(),
+                    })
+                    .collect();
+                Some(
+                    Placement::ceph(&store, CephPlacementConfig::new(nodes))
+                        .context("reading Ceph's OSD map for placement")?,
+                )
+            };
+            Ok((ObjectsPlan::Local(ObjectStore::Rados(store)), placement))
         }
         (Backend::Embedded, role) if role.holds_objects() => {
-            Ok(ObjectsPlan::Local(ObjectStore::Embedded(embedded()?)))
+            let placement = if storage_nodes.is_empty() {
+                None
+            } else {
+                Some(rendezvous()?)
+            };
+            Ok((
+                ObjectsPlan::Local(ObjectStore::Embedded(embedded()?)),
+                placement,
+            ))
         }
         (Backend::Embedded, Role::Compute | Role::Storage | Role::All) => {
-            let nodes: Vec<RemoteNode> = config
-                .cluster
+            let nodes: Vec<RemoteNode> = storage_nodes
                 .iter()
-                .filter(|peer| peer.role.holds_objects())
                 .map(|peer| RemoteNode {
                     name: peer.name.clone(),
                     upload: peer.upload,
                     transport: peer.transport,
                 })
                 .collect();
-            let placement = Placement::rendezvous(nodes.iter().map(|n| n.name.clone()).collect())
-                .context("building the placement")?;
+            let placement = rendezvous()?;
             let transport = TransportConfig::new(config.name.clone());
             transport
                 .validate()
                 .map_err(|e| anyhow!("transport config: {e}"))?;
             tracing::info!(storage_nodes = nodes.len(), "objects on the storage nodes");
-            Ok(ObjectsPlan::Remote {
-                nodes,
-                placement,
-                transport,
-            })
+            Ok((
+                ObjectsPlan::Remote {
+                    nodes,
+                    placement: placement.clone(),
+                    transport,
+                },
+                Some(placement),
+            ))
         }
     }
 }

@@ -39,6 +39,8 @@ pub struct LocalShard {
     pub node: Arc<NodeShared>,
     objects: Objects,
     state: Objects,
+    /// This shard's lookups of the node's placement (with its own cache).
+    pub placement: Option<ferry_storage::LocalPlacement>,
     in_flight: Cell<usize>,
     chained: RefCell<HashMap<u32, ChainedCall>>,
 }
@@ -63,11 +65,13 @@ impl LocalShard {
         objects: Objects,
         state: Objects,
     ) -> Rc<LocalShard> {
+        let placement = node.placement.as_ref().map(|p| p.local());
         let shard = Rc::new(LocalShard {
             id,
             node,
             objects,
             state,
+            placement,
             in_flight: Cell::new(0),
             chained: RefCell::new(HashMap::new()),
         });

@@ -108,3 +108,25 @@ pub(crate) fn os_error(err: glommio::GlommioError<()>) -> std::io::Error {
         other => std::io::Error::from(other),
     }
 }
+
+/// A user name the stores accept: not empty, at most `max_bytes`.
+pub(crate) fn check_user(user: &str, max_bytes: usize) -> Result<(), StorageError> {
+    if user.is_empty() || user.len() > max_bytes {
+        return Err(StorageError::BadUser {
+            len_bytes: user.len(),
+            max_bytes,
+        });
+    }
+    Ok(())
+}
+
+/// A key the stores accept: at most `max_bytes` (empty keys are allowed).
+pub(crate) fn check_key(key: &[u8], max_bytes: usize) -> Result<(), StorageError> {
+    if key.len() > max_bytes {
+        return Err(StorageError::KeyTooLong {
+            len_bytes: key.len(),
+            max_bytes,
+        });
+    }
+    Ok(())
+}

@@ -387,25 +387,11 @@ impl RadosStore {
     }
 
     fn check_user(&self, user: &str) -> Result<(), StorageError> {
-        let max_bytes = self.inner.user_bytes_max;
-        if user.is_empty() || user.len() > max_bytes {
-            return Err(StorageError::BadUser {
-                len_bytes: user.len(),
-                max_bytes,
-            });
-        }
-        Ok(())
+        crate::error::check_user(user, self.inner.user_bytes_max)
     }
 
     fn check_key(&self, key: &[u8]) -> Result<(), StorageError> {
-        let max_bytes = self.inner.key_bytes_max;
-        if key.len() > max_bytes {
-            return Err(StorageError::KeyTooLong {
-                len_bytes: key.len(),
-                max_bytes,
-            });
-        }
-        Ok(())
+        crate::error::check_key(key, self.inner.key_bytes_max)
     }
 }
 

@@ -119,3 +119,51 @@ fn ndp_lines_with_objects_in_ceph() -> Result<()> {
     node.assert_serving()?;
     Ok(())
 }
+
+#[test]
+fn placement_matches_ceph_osd_map() -> Result<()> {
+    let ceph = Ceph::start()?;
+    let scratch = tempfile::tempdir()?;
+    // The memstore OSD reports this machine's host name.
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")?
+        .trim()
+        .to_owned();
+    let config = format!(
+        "[storage]\nbackend = \"ceph\"\nceph_conf = \"{}\"\nceph_pool = \"ferry\"\n\
+         [[nodes]]\nname = \"storage-0\"\nrole = \"all\"\nhost = \"127.0.0.1\"\nceph_host = \"{host}\"\n\
+         http_port = {}\nupload_port = {}\ntransport_port = {}\n",
+        ceph.conf().display(),
+        ferry_tests::free_port("127.0.0.1")?,
+        ferry_tests::free_port("127.0.0.1")?,
+        ferry_tests::free_port("127.0.0.1")?,
+    );
+    let config_path = scratch.path().join("cluster.toml");
+    std::fs::write(&config_path, config)?;
+    let node = Node::start(NodeOptions {
+        data: Some(scratch.path().join("data")),
+        cluster: Some((config_path, "storage-0".into())),
+        ..Default::default()
+    })?;
+    for i in 0..10 {
+        let key = format!("object-{i}");
+        let answer: serde_json::Value =
+            serde_json::from_slice(&node.get(&node.upload, &format!("/p/ndp/{key}"))?.body)?;
+        let out = Command::new("ceph")
+            .arg("-c")
+            .arg(ceph.conf())
+            .args(["osd", "map", "ferry", &format!("ndp/{key}"), "-f", "json"])
+            .output()?;
+        if !out.status.success() {
+            bail!("ceph osd map: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        let map: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+        println!(
+            "ndp/{key}: ferry {answer} ceph pg {} acting_primary {}",
+            map["pgid"], map["acting_primary"]
+        );
+        assert_eq!(answer["node"], "storage-0");
+        assert_eq!(answer["pg"], map["pgid"], "{key}");
+        assert_eq!(answer["primary_osd"], map["acting_primary"], "{key}");
+    }
+    Ok(())
+}

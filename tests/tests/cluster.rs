@@ -76,6 +76,20 @@ fn compute_node_reads_and_writes_objects_on_the_storage_nodes() -> Result<()> {
         a > 0 && b > 0,
         "rendezvous placement put {a} keys on a and {b} on b"
     );
+    // Every node's placement names the node that holds the key.
+    for i in 0..12 {
+        let key = format!("doc{i}");
+        let on_a = storage_a
+            .get(&storage_a.upload, &format!("/o/ndp/{key}"))?
+            .status
+            == 200;
+        let expected = if on_a { "storage-a" } else { "storage-b" };
+        for node in [&compute, &storage_a, &storage_b] {
+            let answer: serde_json::Value =
+                serde_json::from_slice(&node.get(&node.upload, &format!("/p/ndp/{key}"))?.body)?;
+            assert_eq!(answer["node"], expected, "{key}");
+        }
+    }
     // The reads and writes went over the transport.
     for node in [&storage_a, &storage_b] {
         let metrics = node.get(&node.http, "/metrics")?.text();

@@ -33,6 +33,7 @@ pub async fn handle(shard: Rc<LocalShard>, request: Request<Incoming>) -> Reply 
         );
     };
     match (kind, method) {
+        ("p", Method::GET) => placement(&shard, &user, &key).await,
         ("f", Method::PUT) => upload_function(&shard, request, &user, &key).await,
         ("f", Method::GET) => download_function(&shard, &user, &key),
         ("s", Method::PUT) => put_object(shard.state(), request, &user, &key).await,
@@ -41,7 +42,7 @@ pub async fn handle(shard: Rc<LocalShard>, request: Request<Incoming>) -> Reply 
         ("o", Method::GET) if key.is_empty() => list_objects(shard.objects(), &user).await,
         ("o", Method::GET) => get_object(shard.objects(), &request, &user, &key).await,
         ("o", Method::DELETE) => delete_object(shard.objects(), &user, &key).await,
-        ("f" | "s" | "o", method) => text(
+        ("f" | "s" | "o" | "p", method) => text(
             StatusCode::METHOD_NOT_ALLOWED,
             format!("{method} is not allowed on /{kind}/"),
         ),
@@ -82,6 +83,32 @@ async fn upload_function(
             text(StatusCode::INTERNAL_SERVER_ERROR, error.to_string())
         }
     }
+}
+
+/// **ferry**: which storage node holds an object (and, on Ceph, its
+/// placement group and primary OSD), as this node's placement answers.
+async fn placement(shard: &LocalShard, user: &str, key: &[u8]) -> Reply {
+    let answer = match &shard.placement {
+        None => serde_json::json!({ "node": shard.node.config.name }),
+        Some(placement) => match placement.locate(user, key).await {
+            Ok(location) => {
+                let mut answer = serde_json::json!({ "node": location.node });
+                if let Some(ceph) = &location.ceph {
+                    answer["pg"] = serde_json::json!(&*ceph.pg);
+                    answer["primary_osd"] = serde_json::json!(ceph.primary_osd);
+                    answer["osdmap_epoch"] = serde_json::json!(ceph.epoch);
+                }
+                answer
+            }
+            Err(error) => return storage_error(ObjectError::Storage(error)),
+        },
+    };
+    let mut reply = text(StatusCode::OK, answer.to_string());
+    reply.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    reply
 }
 
 fn download_function(shard: &LocalShard, user: &str, name: &[u8]) -> Reply {

@@ -53,7 +53,10 @@ fn adding_a_node_moves_about_one_in_n_keys_and_only_to_it() {
         }
         // Expected 10000 / (n + 1) moves; binomial standard deviation < 50.
         let expected = 10_000 / (n + 1);
-        println!("{n} -> {} nodes: {moved} of 10000 keys moved, ~{expected} expected", n + 1);
+        println!(
+            "{n} -> {} nodes: {moved} of 10000 keys moved, ~{expected} expected",
+            n + 1
+        );
         assert!(
             moved.abs_diff(expected) < 200,
             "adding node {} of {} moved {moved} of 10000 keys, expected ~{expected}",
