@@ -91,21 +91,8 @@ impl Client {
     }
 
     fn object_url(&self, user: &str, key: &str) -> String {
-        format!("{}/o/{user}/{}", self.upload_url, encode_key(key))
+        format!("{}/o/{user}/{}", self.upload_url, crate::objects::encode_key(key.as_bytes()))
     }
-}
-
-/// Percent-encodes a key for a path, keeping `/` (keys may contain it).
-fn encode_key(key: &str) -> String {
-    let mut out = String::with_capacity(key.len());
-    for byte in key.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-._~/".contains(&byte) {
-            out.push(byte as char);
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
 }
 
 impl Reply {
