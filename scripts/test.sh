@@ -11,7 +11,7 @@ bash guests/build.sh guests/out
 export LIBCLANG_PATH=${LIBCLANG_PATH:-/usr/lib/llvm-14/lib}
 # One feature set for everything, so nothing is built twice: the transport
 # with its RDMA path compiled in (it falls back to TCP here, with no device).
-features=(--features ferry-transport/rdma)
+features=(--features ferry-runtime/rdma)
 cargo build --release --workspace --all-targets "${features[@]}"
 cargo test --release --workspace --no-fail-fast "${features[@]}"
 echo "test.sh: done in $(( $(date +%s) - start )) s"
