@@ -26,7 +26,9 @@ fi
 # with pycapnp.
 if ! python3 -c "import capnp" 2>/dev/null; then
   echo "setup: installing pycapnp"
-  python3 -m pip install --quiet pycapnp
+  # Debian's own python3 refuses system-wide pip installs (PEP 668).
+  python3 -m pip install --quiet pycapnp 2>/dev/null \
+    || python3 -m pip install --quiet --break-system-packages pycapnp
 fi
 
 if ! command -v cargo >/dev/null; then
