@@ -91,7 +91,11 @@ impl Client {
     }
 
     fn object_url(&self, user: &str, key: &str) -> String {
-        format!("{}/o/{user}/{}", self.upload_url, crate::objects::encode_key(key.as_bytes()))
+        format!(
+            "{}/o/{user}/{}",
+            self.upload_url,
+            crate::objects::encode_key(key.as_bytes())
+        )
     }
 }
 

@@ -95,6 +95,7 @@ pub struct Limits {
     pub log_bytes_max: usize,
     pub calls_in_flight_max: usize,
     pub async_result_retention_s: u64,
+    pub header_read_ms_max: u64,
 }
 
 /// The file's form, and the form CLI flags write into before validation.
@@ -159,6 +160,7 @@ pub struct RawLimits {
     pub log_bytes_max: Option<usize>,
     pub calls_in_flight_max: Option<usize>,
     pub async_result_retention_s: Option<u64>,
+    pub header_read_ms_max: Option<u64>,
 }
 
 impl RawConfig {
@@ -330,6 +332,7 @@ impl Limits {
             log_bytes_max,
             calls_in_flight_max,
             async_result_retention_s,
+            header_read_ms_max,
         } = raw;
         let memory_bytes_max = memory_bytes_max.unwrap_or(limits::MEMORY_BYTES_MAX_DEFAULT);
         if !(64 << 10..=limits::MEMORY_BYTES_MAX_CEILING).contains(&memory_bytes_max) {
@@ -363,6 +366,9 @@ impl Limits {
             calls_in_flight_max,
             async_result_retention_s: async_result_retention_s
                 .unwrap_or(limits::ASYNC_RESULT_RETENTION_S_DEFAULT),
+            header_read_ms_max: header_read_ms_max
+                .unwrap_or(limits::HEADER_READ_MS_MAX_DEFAULT)
+                .max(1),
         })
     }
 }

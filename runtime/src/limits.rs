@@ -32,6 +32,10 @@ pub const MODULE_BYTES_MAX: usize = 256 << 20;
 pub const JSON_BODY_BYTES_MAX: usize = INPUT_BYTES_MAX_DEFAULT / 3 * 4 + (64 << 10);
 /// Object PUT bodies over HTTP.
 pub const OBJECT_BODY_BYTES_MAX: usize = 1 << 30;
+/// How long a client may take to send a request's headers (also how long
+/// an idle keep-alive connection is kept): slow or stalled clients cannot
+/// pin connection slots.
+pub const HEADER_READ_MS_MAX_DEFAULT: u64 = 30_000;
 /// Open HTTP connections per shard; more are closed at accept.
 pub const CONNECTIONS_PER_SHARD_MAX: usize = 4096;
 /// Finished asynchronous calls kept for polling.

@@ -164,6 +164,9 @@ struct UpArgs {
     /// Input cap of one call, in bytes.
     #[arg(long)]
     input_bytes_max: Option<usize>,
+    /// How long a client may take to send request headers, in milliseconds.
+    #[arg(long)]
+    header_read_ms_max: Option<u64>,
     /// Where objects live: `embedded` (files under --data) or `ceph`.
     #[arg(long)]
     backend: Option<String>,
@@ -297,6 +300,7 @@ fn up_config(args: UpArgs, node_name: Option<&str>) -> Result<Config> {
         memory_bytes_max,
         calls_in_flight_max,
         input_bytes_max,
+        header_read_ms_max,
         backend,
         ceph_conf,
         ceph_pool,
@@ -327,6 +331,7 @@ fn up_config(args: UpArgs, node_name: Option<&str>) -> Result<Config> {
     limits.memory_bytes_max = memory_bytes_max.or(limits.memory_bytes_max);
     limits.calls_in_flight_max = calls_in_flight_max.or(limits.calls_in_flight_max);
     limits.input_bytes_max = input_bytes_max.or(limits.input_bytes_max);
+    limits.header_read_ms_max = header_read_ms_max.or(limits.header_read_ms_max);
     Config::validate(raw)
 }
 

@@ -15,6 +15,8 @@ fn bad_requests_get_clear_errors_and_the_node_keeps_serving() -> Result<()> {
             (256u64 << 20).to_string(),
             "--input-bytes-max".into(),
             (1u64 << 20).to_string(),
+            "--header-read-ms-max".into(),
+            "1000".into(),
         ],
         ..Default::default()
     })?;
@@ -180,6 +182,27 @@ fn bad_requests_get_clear_errors_and_the_node_keeps_serving() -> Result<()> {
         let answer = String::from_utf8_lossy(&answer);
         assert!(
             answer.is_empty() || answer.starts_with("HTTP/1.1 400"),
+            "{answer}"
+        );
+    }
+
+    // A client that stalls mid-headers is cut off, not kept forever.
+    {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(&node.http)?;
+        stream.set_read_timeout(Some(std::time::Duration::from_secs(20)))?;
+        stream.write_all(b"POST /f/ HTTP/1.1\r\nHost: x\r\n")?;
+        let started = std::time::Instant::now();
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer);
+        let waited = started.elapsed();
+        assert!(
+            waited < std::time::Duration::from_secs(10),
+            "stalled client kept for {waited:?}"
+        );
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(
+            answer.is_empty() || answer.starts_with("HTTP/1.1 408"),
             "{answer}"
         );
     }

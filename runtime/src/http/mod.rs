@@ -56,6 +56,8 @@ pub async fn serve(listener: TcpListener, shard: Rc<LocalShard>, api: Api) {
         open.set(open.get() + 1);
         let open = open.clone();
         let shard = shard.clone();
+        let header_read =
+            std::time::Duration::from_millis(shard.node.config.limits.header_read_ms_max);
         glommio::spawn_local(async move {
             let service = hyper::service::service_fn(move |request| {
                 let shard = shard.clone();
@@ -68,7 +70,8 @@ pub async fn serve(listener: TcpListener, shard: Rc<LocalShard>, api: Api) {
             });
             let connection = hyper::server::conn::http1::Builder::new()
                 .keep_alive(true)
-                .header_read_timeout(None)
+                .timer(GlommioTimer)
+                .header_read_timeout(header_read)
                 .serve_connection(GlommioIo(stream), service);
             if let Err(error) = connection.await {
                 tracing::debug!(%error, "connection ended with an error");
@@ -111,6 +114,34 @@ pub async fn read_body(request: Request<Incoming>, max: usize) -> Result<Bytes, 
             StatusCode::BAD_REQUEST,
             format!("Reading the request body: {error}"),
         )),
+    }
+}
+
+/// hyper's timer on glommio's: hyper asks for `Send + Sync` sleeps, and
+/// only ever polls them from the connection's task on this shard, which
+/// `SendWrapper` checks.
+struct GlommioTimer;
+
+struct GlommioSleep(send_wrapper::SendWrapper<glommio::timer::Timer>);
+
+impl std::future::Future for GlommioSleep {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        Pin::new(&mut *self.0).poll(cx).map(|_| ())
+    }
+}
+
+impl hyper::rt::Sleep for GlommioSleep {}
+
+impl hyper::rt::Timer for GlommioTimer {
+    fn sleep(&self, duration: std::time::Duration) -> Pin<Box<dyn hyper::rt::Sleep>> {
+        Box::pin(GlommioSleep(send_wrapper::SendWrapper::new(
+            glommio::timer::Timer::new(duration),
+        )))
+    }
+
+    fn sleep_until(&self, deadline: std::time::Instant) -> Pin<Box<dyn hyper::rt::Sleep>> {
+        self.sleep(deadline.saturating_duration_since(std::time::Instant::now()))
     }
 }
 
