@@ -366,9 +366,7 @@ impl Limits {
             calls_in_flight_max,
             async_result_retention_s: async_result_retention_s
                 .unwrap_or(limits::ASYNC_RESULT_RETENTION_S_DEFAULT),
-            header_read_ms_max: header_read_ms_max
-                .unwrap_or(limits::HEADER_READ_MS_MAX_DEFAULT)
-                .max(1),
+            header_read_ms_max: header_read_ms_max.unwrap_or(limits::HEADER_READ_MS_MAX_DEFAULT),
         })
     }
 }

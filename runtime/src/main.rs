@@ -164,7 +164,8 @@ struct UpArgs {
     /// Input cap of one call, in bytes.
     #[arg(long)]
     input_bytes_max: Option<usize>,
-    /// How long a client may take to send request headers, in milliseconds.
+    /// How long a client may take to send request headers, in milliseconds
+    /// (0: no limit).
     #[arg(long)]
     header_read_ms_max: Option<u64>,
     /// Where objects live: `embedded` (files under --data) or `ceph`.

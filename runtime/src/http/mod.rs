@@ -56,8 +56,10 @@ pub async fn serve(listener: TcpListener, shard: Rc<LocalShard>, api: Api) {
         open.set(open.get() + 1);
         let open = open.clone();
         let shard = shard.clone();
-        let header_read =
-            std::time::Duration::from_millis(shard.node.config.limits.header_read_ms_max);
+        // 0 turns the header-read timeout off.
+        let header_read = Some(shard.node.config.limits.header_read_ms_max)
+            .filter(|ms| *ms > 0)
+            .map(std::time::Duration::from_millis);
         glommio::spawn_local(async move {
             let service = hyper::service::service_fn(move |request| {
                 let shard = shard.clone();
