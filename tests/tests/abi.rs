@@ -33,6 +33,10 @@ fn guest_abi() -> Result<()> {
     // argv: the function name first, then cmdline split on spaces.
     let reply = node.invoke(json!({"user": "test", "function": "argv", "cmdline": "a b  c"}))?;
     assert_eq!(reply.text(), "a,b,c");
+    // func_ptr: a table element as the entry; a bad one is a clear failure.
+    let reply = node.invoke(json!({"user": "test", "function": "noop", "func_ptr": 99999}))?;
+    assert_eq!(reply.status, 500);
+    assert!(reply.text().contains("function pointer 99999 is outside the table"), "{}", reply.text());
     // Binary input through input_base64.
     let reply =
         node.invoke(json!({"user": "test", "function": "echo", "input_base64": "AAEC/w=="}))?;
