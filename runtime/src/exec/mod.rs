@@ -210,14 +210,9 @@ impl Executor {
     pub fn store(&self, function: Arc<Function>, spec: CallSpec) -> Store<CallCtx> {
         let stdout = MemoryOutputPipe::new(self.limits.log_bytes_max);
         let stderr = MemoryOutputPipe::new(self.limits.log_bytes_max);
-        let mut args = vec![format!("{}.wasm", spec.function)];
-        args.extend(
-            spec.cmdline
-                .split(' ')
-                .filter(|a| !a.is_empty())
-                .map(str::to_owned),
-        );
-        args[0] = "function.wasm".to_owned();
+        // Faasm's argv: the module's file name, then the cmdline's words.
+        let mut args = vec!["function.wasm".to_owned()];
+        args.extend(spec.cmdline.split(' ').filter(|a| !a.is_empty()).map(str::to_owned));
         let wasi = WasiCtxBuilder::new()
             .args(&args)
             .stdout(stdout.clone())
