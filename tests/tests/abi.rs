@@ -36,7 +36,13 @@ fn guest_abi() -> Result<()> {
     // func_ptr: a table element as the entry; a bad one is a clear failure.
     let reply = node.invoke(json!({"user": "test", "function": "noop", "func_ptr": 99999}))?;
     assert_eq!(reply.status, 500);
-    assert!(reply.text().contains("function pointer 99999 is outside the table"), "{}", reply.text());
+    assert!(
+        reply
+            .text()
+            .contains("function pointer 99999 is outside the table"),
+        "{}",
+        reply.text()
+    );
     // Binary input through input_base64.
     let reply =
         node.invoke(json!({"user": "test", "function": "echo", "input_base64": "AAEC/w=="}))?;

@@ -212,7 +212,12 @@ impl Executor {
         let stderr = MemoryOutputPipe::new(self.limits.log_bytes_max);
         // Faasm's argv: the module's file name, then the cmdline's words.
         let mut args = vec!["function.wasm".to_owned()];
-        args.extend(spec.cmdline.split(' ').filter(|a| !a.is_empty()).map(str::to_owned));
+        args.extend(
+            spec.cmdline
+                .split(' ')
+                .filter(|a| !a.is_empty())
+                .map(str::to_owned),
+        );
         let wasi = WasiCtxBuilder::new()
             .args(&args)
             .stdout(stdout.clone())
