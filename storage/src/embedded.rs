@@ -173,19 +173,13 @@ impl EmbeddedStore {
     pub async fn put(&self, user: &str, key: &[u8], data: &[u8]) -> Result<(), StorageError> {
         self.check_user(user)?;
         self.check_key(key)?;
-        let len_bytes = data.len() as u64;
-        if len_bytes > self.inner.object_bytes_max {
-            return Err(StorageError::ObjectTooLarge {
-                len_bytes,
-                max_bytes: self.inner.object_bytes_max,
-            });
-        }
+        crate::error::check_object_len(data.len() as u64, self.inner.object_bytes_max)?;
         self.probe().await?;
 
         let dir = self.user_dir(user);
         let final_path = dir.join(object_file_name(user, key));
         let mut header_block = vec![0u8; HEADER_BYTES];
-        header::encode(&mut header_block, user.as_bytes(), key, len_bytes);
+        header::encode(&mut header_block, user.as_bytes(), key, data.len() as u64);
 
         let (file, temp_path) = self.create_temp(&dir).await?;
         let written = write_and_sync(&file, &temp_path, &header_block, data).await;

@@ -130,3 +130,14 @@ pub(crate) fn check_key(key: &[u8], max_bytes: usize) -> Result<(), StorageError
     }
     Ok(())
 }
+
+/// An object size the stores accept: at most `max_bytes`.
+pub(crate) fn check_object_len(len_bytes: u64, max_bytes: u64) -> Result<(), StorageError> {
+    if len_bytes > max_bytes {
+        return Err(StorageError::ObjectTooLarge {
+            len_bytes,
+            max_bytes,
+        });
+    }
+    Ok(())
+}

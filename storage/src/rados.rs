@@ -225,13 +225,7 @@ impl RadosStore {
     pub async fn put(&self, user: &str, key: &[u8], data: &[u8]) -> Result<(), StorageError> {
         self.check_user(user)?;
         self.check_key(key)?;
-        let len_bytes = data.len() as u64;
-        if len_bytes > self.inner.object_bytes_max {
-            return Err(StorageError::ObjectTooLarge {
-                len_bytes,
-                max_bytes: self.inner.object_bytes_max,
-            });
-        }
+        crate::error::check_object_len(data.len() as u64, self.inner.object_bytes_max)?;
         let (name, c_name) = object_names(user, key)?;
         self.call("writing object", &name, |cluster| {
             cluster.write_full(&c_name, data)
