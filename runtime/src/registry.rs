@@ -23,11 +23,13 @@ use crate::exec::rewrite::{self, Image};
 use crate::exec::{run_zygote, Executor, Function, ModuleFacts};
 use crate::limits;
 
-type Key = (String, String);
+/// user -> function -> compiled function; nested so a lookup borrows the
+/// caller's `&str`s instead of allocating a key.
+type Functions = HashMap<String, HashMap<String, Arc<Function>>>;
 
 pub struct Registry {
     dir: PathBuf,
-    functions: ArcSwap<HashMap<Key, Arc<Function>>>,
+    functions: ArcSwap<Functions>,
     writer: Mutex<()>,
 }
 
@@ -70,7 +72,7 @@ impl Registry {
     /// another engine version), to be uploaded again from their wasm.
     pub fn open(dir: PathBuf, executor: &Executor) -> Result<(Registry, Vec<(String, String)>)> {
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        let mut functions = HashMap::new();
+        let mut functions = Functions::new();
         let mut stale = Vec::new();
         for user_entry in
             std::fs::read_dir(&dir).with_context(|| format!("listing {}", dir.display()))?
@@ -97,7 +99,10 @@ impl Registry {
                 };
                 match load(executor, &user_dir, &user, &name) {
                     Ok(function) => {
-                        functions.insert((user.clone(), name), Arc::new(function));
+                        functions
+                            .entry(user.clone())
+                            .or_default()
+                            .insert(name, Arc::new(function));
                     }
                     Err(error) => {
                         tracing::warn!(%user, function = %name, error = format!("{error:#}"), "stored artifact not loadable; recompiling from its wasm");
@@ -106,7 +111,7 @@ impl Registry {
                 }
             }
         }
-        tracing::info!(functions = functions.len(), dir = %dir.display(), "function registry loaded");
+        tracing::info!(functions = functions.values().map(HashMap::len).sum::<usize>(), dir = %dir.display(), "function registry loaded");
         Ok((
             Registry {
                 dir,
@@ -118,15 +123,11 @@ impl Registry {
     }
 
     pub fn get(&self, user: &str, name: &str) -> Option<Arc<Function>> {
-        // Keyed by owned strings; the allocation is two short names.
-        self.functions
-            .load()
-            .get(&(user.to_owned(), name.to_owned()))
-            .cloned()
+        self.functions.load().get(user)?.get(name).cloned()
     }
 
     pub fn len(&self) -> usize {
-        self.functions.load().len()
+        self.functions.load().values().map(HashMap::len).sum()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -242,7 +243,9 @@ impl Registry {
         let function = Arc::new(function);
         let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         let mut map = HashMap::clone(&self.functions.load());
-        map.insert((user.to_owned(), name.to_owned()), function.clone());
+        map.entry(user.to_owned())
+            .or_default()
+            .insert(name.to_owned(), function.clone());
         self.functions.store(Arc::new(map));
         Ok(function)
     }
