@@ -316,7 +316,7 @@ pub(crate) async fn read_frame<R: AsyncRead + Unpin>(
         .await?;
     }
     let header = FrameHeader::parse(&head, frame_bytes_max)?;
-    let mut buffer = AlignedBuf::zeroed(header.payload_bytes as usize);
+    let mut buffer = AlignedBuf::for_payload(header.payload_bytes as usize);
     with_timeout(payload_timeout, "reading frame payload", async {
         input.read_exact(buffer.as_mut_bytes()).await
     })
@@ -375,7 +375,44 @@ pub(crate) struct AlignedBuf {
     len_bytes: usize,
 }
 
+/// Receive buffers of at least this size are kept for reuse when their frame
+/// is dropped: a fresh 64 MiB buffer costs ~16k page faults as the payload
+/// lands, a reused one none.
+const POOLED_BYTES_MIN: usize = 1 << 20;
+/// What one thread keeps for reuse, at most.
+const POOL_BUFFERS_MAX: usize = 4;
+const POOL_BYTES_MAX: usize = 256 << 20;
+
+thread_local! {
+    static POOL: std::cell::RefCell<Vec<Vec<u64>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 impl AlignedBuf {
+    /// A buffer for a payload that a read will fill completely before
+    /// anything looks at it: large ones come from this thread's pool
+    /// (holding an earlier frame's bytes, all overwritten by the read).
+    pub(crate) fn for_payload(len_bytes: usize) -> AlignedBuf {
+        let words_needed = len_bytes.div_ceil(8);
+        if len_bytes >= POOLED_BYTES_MIN {
+            let reused = POOL.with(|pool| {
+                let mut pool = pool.borrow_mut();
+                let best = pool
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, words)| {
+                        words.len() >= words_needed && words.len() <= 2 * words_needed
+                    })
+                    .min_by_key(|(_, words)| words.len())
+                    .map(|(i, _)| i)?;
+                Some(pool.swap_remove(best))
+            });
+            if let Some(words) = reused {
+                return AlignedBuf { words, len_bytes };
+            }
+        }
+        AlignedBuf::zeroed(len_bytes)
+    }
+
     /// Zeroed: for a large buffer the allocator maps fresh zero pages, so
     /// this costs page faults as the payload lands, not a memset.
     pub(crate) fn zeroed(len_bytes: usize) -> AlignedBuf {
@@ -395,6 +432,24 @@ impl AlignedBuf {
     }
 }
 
+impl Drop for AlignedBuf {
+    fn drop(&mut self) {
+        let bytes = self.words.len() * 8;
+        if bytes < POOLED_BYTES_MIN {
+            return;
+        }
+        let words = std::mem::take(&mut self.words);
+        // `try_with`: a buffer dropped while its thread exits is just freed.
+        let _ = POOL.try_with(|pool| {
+            let mut pool = pool.borrow_mut();
+            let pooled: usize = pool.iter().map(|w| w.len() * 8).sum();
+            if pool.len() < POOL_BUFFERS_MAX && pooled + bytes <= POOL_BYTES_MAX {
+                pool.push(words);
+            }
+        });
+    }
+}
+
 impl AsRef<[u8]> for AlignedBuf {
     fn as_ref(&self) -> &[u8] {
         // SAFETY: as in `as_mut_bytes`, read-only.
@@ -406,6 +461,31 @@ impl AsRef<[u8]> for AlignedBuf {
 mod tests {
     use super::*;
     use crate::limits::FRAME_BYTES_MAX;
+
+    #[test]
+    fn large_receive_buffers_are_reused_and_bounded() {
+        let first = AlignedBuf::for_payload(2 << 20);
+        let ptr = first.words.as_ptr();
+        drop(first);
+        // A slightly smaller frame reuses it; a much larger one cannot.
+        let again = AlignedBuf::for_payload((2 << 20) - 100);
+        assert_eq!(again.words.as_ptr(), ptr);
+        assert_eq!(again.as_ref().len(), (2 << 20) - 100);
+        let larger = AlignedBuf::for_payload(8 << 20);
+        assert_ne!(larger.words.as_ptr(), ptr);
+        drop((again, larger));
+        // Small buffers are not pooled; the pool keeps a bounded number.
+        let many: Vec<_> = (0..8).map(|_| AlignedBuf::for_payload(1 << 20)).collect();
+        drop(many);
+        POOL.with(|pool| assert!(pool.borrow().len() <= POOL_BUFFERS_MAX));
+        drop(AlignedBuf::for_payload(100));
+        POOL.with(|pool| {
+            assert!(pool
+                .borrow()
+                .iter()
+                .all(|w| w.len() * 8 >= POOLED_BYTES_MIN))
+        });
+    }
 
     fn header_bytes(edit: impl FnOnce(&mut [u8; FRAME_HEADER_BYTES])) -> [u8; FRAME_HEADER_BYTES] {
         let mut bytes = FrameHeader {
