@@ -168,6 +168,10 @@ struct UpArgs {
     /// (0: no limit).
     #[arg(long)]
     header_read_ms_max: Option<u64>,
+    /// Microseconds an idle shard polls before sleeping (lower latency,
+    /// one busy core per shard; default 0).
+    #[arg(long)]
+    spin_us: Option<u64>,
     /// Where objects live: `embedded` (files under --data) or `ceph`.
     #[arg(long)]
     backend: Option<String>,
@@ -302,6 +306,7 @@ fn up_config(args: UpArgs, node_name: Option<&str>) -> Result<Config> {
         calls_in_flight_max,
         input_bytes_max,
         header_read_ms_max,
+        spin_us,
         backend,
         ceph_conf,
         ceph_pool,
@@ -327,6 +332,7 @@ fn up_config(args: UpArgs, node_name: Option<&str>) -> Result<Config> {
         .or(node.functions.take())
         .or_else(default_functions_dir);
     node.ready_file = ready_file.or(node.ready_file.take());
+    node.spin_us = spin_us.or(node.spin_us);
     let limits = &mut raw.limits;
     limits.call_ms_max = call_ms_max.or(limits.call_ms_max);
     limits.memory_bytes_max = memory_bytes_max.or(limits.memory_bytes_max);

@@ -291,6 +291,7 @@ fn spawn_shard(
     LocalExecutorBuilder::new(glommio::Placement::Fixed(core.cpu))
         .name(&format!("shard-{id}"))
         .io_memory(limits::SHARD_IO_MEMORY_BYTES)
+        .spin_before_park(Duration::from_micros(node.config.spin_us))
         .blocking_thread_pool_placement(PoolPlacement::Unbound(1))
         .spawn(move || async move {
             let _tokio = node.tokio.enter();
