@@ -232,7 +232,9 @@ impl Config {
         }
         Ok(Config {
             name,
-            data_dir: data.unwrap_or_else(|| PathBuf::from("data")),
+            // Absolute, so nothing depends on the working directory later.
+            data_dir: std::path::absolute(data.unwrap_or_else(|| PathBuf::from("data")))
+                .context("resolving the data directory")?,
             http_addr: SocketAddr::new(bind, http_port),
             upload_addr: SocketAddr::new(bind, upload_port),
             transport_addr: transport_port.map(|port| SocketAddr::new(bind, port)),

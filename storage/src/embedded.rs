@@ -118,6 +118,10 @@ impl EmbeddedStore {
             key_bytes_max,
             user_bytes_max,
         } = config;
+        // glommio resolves some paths (directory handles) away from the
+        // working directory: keep every path absolute.
+        let root = std::path::absolute(&root)
+            .map_err(|e| StorageError::io("resolving the store's root", &root, e))?;
         let names_room = HEADER_BYTES - HEADER_FIXED_BYTES;
         if user_bytes_max > names_room {
             return Err(StorageError::LimitTooLarge {

@@ -104,6 +104,8 @@ pub struct NodeOptions {
     pub extra: Vec<String>,
     /// Start `ferry node --config FILE --name NAME` instead of `ferry up`.
     pub cluster: Option<(PathBuf, String)>,
+    /// Run the node in this directory (`data` may then be relative to it).
+    pub cwd: Option<PathBuf>,
 }
 
 impl Node {
@@ -131,7 +133,11 @@ impl Node {
                 (Some(dir), data)
             }
         };
-        let ready = data.with_extension(format!("ready-{}", std::process::id()));
+        let ready = options
+            .cwd
+            .as_ref()
+            .map_or_else(|| data.clone(), |cwd| cwd.join(&data))
+            .with_extension(format!("ready-{}", std::process::id()));
         let _ = std::fs::remove_file(&ready);
         let mut command = Command::new(&bin);
         match &options.cluster {
@@ -162,6 +168,9 @@ impl Node {
             )
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
+        if let Some(cwd) = &options.cwd {
+            command.current_dir(cwd);
+        }
         if options.functions {
             command.arg("--functions").arg(guests()?);
         }

@@ -30,6 +30,26 @@ fn functions_and_objects_survive_a_restart() -> Result<()> {
 }
 
 #[test]
+fn a_relative_data_directory_works() -> Result<()> {
+    // As the quick start runs it: `ferry up --data ./data` in a checkout.
+    let scratch = tempfile::tempdir()?;
+    let node = Node::start(NodeOptions {
+        functions: true,
+        data: Some("./data".into()),
+        cwd: Some(scratch.path().to_path_buf()),
+        ..Default::default()
+    })?;
+    assert_eq!(node.call("ndp", "put", "key v1 v2 v3")?.text(), "OK");
+    assert_eq!(
+        node.call("ndp", "wordcount", "key")?.text(),
+        "v1\t1\nv2\t1\nv3\t1\n"
+    );
+    assert_eq!(node.put(&node.upload, "/o/ndp/k2", b"xyz")?.status, 200);
+    assert!(scratch.path().join("data/objects").is_dir());
+    Ok(())
+}
+
+#[test]
 fn a_full_shard_answers_503_with_retry_after() -> Result<()> {
     let node = Node::start(NodeOptions {
         functions: true,
