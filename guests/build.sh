@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Builds every guest function into OUTDIR (default guests/out):
-#   OUTDIR/ndp/<name>.wasm   the NDP examples, C (c/ndp) and Rust (<name>_rs)
-#   OUTDIR/test/<name>.wasm  the ABI test functions (c/test)
+# Builds every guest function into OUTDIR (default guests/out), as trees of
+# <user>/<name>.wasm that `ferry up --functions DIR` loads:
+#   OUTDIR/examples/ndp/<name>.wasm  the NDP examples, C (c/ndp) and Rust (<name>_rs)
+#   OUTDIR/tests/test/<name>.wasm    the ABI test functions (c/test)
+#   OUTDIR/invalid/<name>.wasm       modules an upload must refuse (c/invalid)
 # C goes through clang + wasi-libc, Rust through cargo for wasm32-wasip1
 # with its own target dir (guests/target). Plain toolchain output: no table
 # or globals are exported, the runtime reaches them itself.
@@ -18,21 +20,22 @@ if [ -n "${WASI_SYSROOT:-}" ]; then
   cflags+=(--sysroot="$WASI_SYSROOT")
 fi
 
-mkdir -p "$out/ndp" "$out/test"
-
 # C: one source file per function. All of them take a few seconds, so they
 # are rebuilt every time.
-for dir in ndp test; do
+for pair in ndp:examples/ndp test:tests/test invalid:invalid; do
+  dir=${pair%%:*}
+  dest=$out/${pair#*:}
+  mkdir -p "$dest"
   for src in "$guests/c/$dir"/*.c; do
     name="$(basename "$src" .c)"
-    "$cc" "${cflags[@]}" "$src" -o "$out/$dir/$name.wasm"
+    "$cc" "${cflags[@]}" "$src" -o "$dest/$name.wasm"
   done
 done
 
 # Rust: the examples crate's binaries, incrementally.
 (cd "$guests" && cargo build --quiet --release --locked --target wasm32-wasip1 --target-dir "$guests/target")
 for bin in put_rs get_rs wordcount_rs grep_rs; do
-  cp "$guests/target/wasm32-wasip1/release/$bin.wasm" "$out/ndp/$bin.wasm"
+  cp "$guests/target/wasm32-wasip1/release/$bin.wasm" "$out/examples/ndp/$bin.wasm"
 done
 
 echo "build.sh: guest functions in $out"

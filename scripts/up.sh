@@ -8,4 +8,4 @@ bash scripts/setup.sh
 bash guests/build.sh guests/out
 export LIBCLANG_PATH=${LIBCLANG_PATH:-/usr/lib/llvm-14/lib}
 cargo build --release -p ferry-runtime --features rdma
-exec ./target/release/ferry up --data ./data --functions ./guests/out "$@"
+exec ./target/release/ferry up --data ./data --functions ./guests/out/examples "$@"

@@ -26,8 +26,8 @@ pub struct Config {
     pub transport_addr: Option<SocketAddr>,
     /// Shards to run (one per core); `None` means every core hwloc reports.
     pub cores: Option<usize>,
-    /// A directory of `<user>/<function>.wasm` files uploaded at start.
-    pub functions_dir: Option<PathBuf>,
+    /// Directories of `<user>/<function>.wasm` files uploaded at start.
+    pub functions_dirs: Vec<PathBuf>,
     /// Written once the node serves, with the bound ports (for scripts/tests).
     pub ready_file: Option<PathBuf>,
     /// How long an idle shard polls before it sleeps: lower latency for a
@@ -148,7 +148,8 @@ pub struct RawNode {
     pub upload_port: Option<u16>,
     pub transport_port: Option<u16>,
     pub cores: Option<usize>,
-    pub functions: Option<PathBuf>,
+    #[serde(default)]
+    pub functions: Vec<PathBuf>,
     pub ready_file: Option<PathBuf>,
     pub role: Option<String>,
     pub spin_us: Option<u64>,
@@ -239,7 +240,7 @@ impl Config {
             upload_addr: SocketAddr::new(bind, upload_port),
             transport_addr: transport_port.map(|port| SocketAddr::new(bind, port)),
             cores,
-            functions_dir: functions,
+            functions_dirs: functions,
             ready_file,
             spin_us: match spin_us.unwrap_or(0) {
                 us @ 0..=10_000 => us,

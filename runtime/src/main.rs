@@ -145,10 +145,11 @@ struct UpArgs {
     /// Shards to run, one per core (default: every core).
     #[arg(long)]
     cores: Option<usize>,
-    /// Upload every `<user>/<function>.wasm` under this directory at start
-    /// (default: the examples in `guests/out`, when present).
+    /// Upload every `<user>/<function>.wasm` under this directory at start;
+    /// may be given more than once (default: the examples built into
+    /// `guests/out/examples`, when present).
     #[arg(long)]
-    functions: Option<PathBuf>,
+    functions: Vec<PathBuf>,
     /// Write the bound addresses as JSON here once the node serves.
     #[arg(long)]
     ready_file: Option<PathBuf>,
@@ -328,9 +329,12 @@ fn up_config(args: UpArgs, node_name: Option<&str>) -> Result<Config> {
     node.http_port = http_port.or(node.http_port);
     node.upload_port = upload_port.or(node.upload_port);
     node.cores = cores.or(node.cores);
-    node.functions = functions
-        .or(node.functions.take())
-        .or_else(default_functions_dir);
+    if !functions.is_empty() {
+        node.functions = functions;
+    }
+    if node.functions.is_empty() {
+        node.functions.extend(default_functions_dir());
+    }
     node.ready_file = ready_file.or(node.ready_file.take());
     node.spin_us = spin_us.or(node.spin_us);
     let limits = &mut raw.limits;
@@ -342,18 +346,18 @@ fn up_config(args: UpArgs, node_name: Option<&str>) -> Result<Config> {
     Config::validate(raw)
 }
 
-/// The example functions built from `guests/` (`guests/out`), looked up
-/// from the working directory and then beside the binary
-/// (`target/release/ferry` -> `guests/out`), so a plain `ferry up` in a
-/// checkout loads them.
+/// The example functions built from `guests/` (`guests/out/examples`),
+/// looked up from the working directory and then beside the binary
+/// (`target/release/ferry` -> `guests/out/examples`), so a plain `ferry up`
+/// in a checkout loads them.
 fn default_functions_dir() -> Option<PathBuf> {
     let beside_binary = std::env::current_exe().ok().and_then(|exe| {
         exe.parent()?
             .parent()?
             .parent()
-            .map(|root| root.join("guests/out"))
+            .map(|root| root.join("guests/out/examples"))
     });
-    [Some(PathBuf::from("guests/out")), beside_binary]
+    [Some(PathBuf::from("guests/out/examples")), beside_binary]
         .into_iter()
         .flatten()
         .find(|dir| dir.is_dir())

@@ -88,7 +88,7 @@ pub fn run(config: Config) -> Result<()> {
     start_epoch_ticker(executor.engine.clone())?;
 
     let startup = Startup {
-        functions_dir: node.config.functions_dir.clone(),
+        functions_dirs: node.config.functions_dirs.clone(),
         stale,
     };
     let (bound_tx, bound_rx) = mpsc::channel();
@@ -258,7 +258,7 @@ fn objects_plan(
 /// Work shard 0 does once its listeners are up.
 #[derive(Clone)]
 struct Startup {
-    functions_dir: Option<PathBuf>,
+    functions_dirs: Vec<PathBuf>,
     stale: Vec<(String, String)>,
 }
 
@@ -355,7 +355,7 @@ async fn run_startup(shard: &LocalShard, startup: Startup) {
             }
         }
     }
-    if let Some(dir) = &startup.functions_dir {
+    for dir in &startup.functions_dirs {
         match functions_in(dir) {
             Ok(found) => {
                 for (user, name, wasm) in found {

@@ -41,7 +41,7 @@ pub fn guests() -> Result<PathBuf> {
         .unwrap_or_else(|| root().join("guests/out"));
     let mut result = Ok(());
     BUILD.call_once(|| {
-        if !dir.join("ndp/wordcount.wasm").exists() {
+        if !dir.join("examples/ndp/wordcount.wasm").exists() {
             let status = Command::new("bash")
                 .arg(root().join("guests/build.sh"))
                 .arg(&dir)
@@ -54,7 +54,7 @@ pub fn guests() -> Result<PathBuf> {
         }
     });
     result?;
-    if !dir.join("ndp/wordcount.wasm").exists() {
+    if !dir.join("examples/ndp/wordcount.wasm").exists() {
         bail!(
             "guest functions missing in {}; run guests/build.sh",
             dir.display()
@@ -97,7 +97,8 @@ impl Reply {
 /// How to start a node.
 #[derive(Default, Clone)]
 pub struct NodeOptions {
-    /// Load the guest functions (`--functions guests/out`).
+    /// Load the example and test functions (`--functions guests/out/examples
+    /// --functions guests/out/tests`).
     pub functions: bool,
     /// Reuse this data directory instead of a fresh one.
     pub data: Option<PathBuf>,
@@ -172,7 +173,9 @@ impl Node {
             command.current_dir(cwd);
         }
         if options.functions {
-            command.arg("--functions").arg(guests()?);
+            let guests = guests()?;
+            command.arg("--functions").arg(guests.join("examples"));
+            command.arg("--functions").arg(guests.join("tests"));
         }
         let mut child = command
             .spawn()

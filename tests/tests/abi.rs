@@ -53,7 +53,7 @@ fn guest_abi() -> Result<()> {
 #[test]
 fn zygote_failure_fails_the_upload() -> Result<()> {
     let node = Node::with_functions()?;
-    let wasm = std::fs::read(ferry_tests::guests()?.join("test/zygote_fail.wasm"))?;
+    let wasm = std::fs::read(ferry_tests::guests()?.join("invalid/zygote_fail.wasm"))?;
     let reply = node.upload_wasm("test", "zygote_fail_again", &wasm)?;
     assert_eq!(reply.status, 400, "{}", reply.text());
     assert!(

@@ -58,7 +58,7 @@ fn async_calls_are_polled_until_done_and_stay_readable() -> Result<()> {
 fn uploads_ping_and_download() -> Result<()> {
     let node = Node::with_functions()?;
     assert_eq!(node.get(&node.upload, "/ping")?.text(), "PONG");
-    let wasm = std::fs::read(ferry_tests::guests()?.join("test/echo.wasm"))?;
+    let wasm = std::fs::read(ferry_tests::guests()?.join("tests/test/echo.wasm"))?;
     let reply = node.upload_wasm("demo", "echo2", &wasm)?;
     assert_eq!(
         (reply.status, reply.text().as_str()),

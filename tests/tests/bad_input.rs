@@ -159,7 +159,7 @@ fn bad_requests_get_clear_errors_and_the_node_keeps_serving() -> Result<()> {
         node.upload_wasm(
             "b",
             "get",
-            &std::fs::read(ferry_tests::guests()?.join("ndp/get.wasm"))?
+            &std::fs::read(ferry_tests::guests()?.join("examples/ndp/get.wasm"))?
         )?
         .status,
         200

@@ -16,7 +16,7 @@ fn functions_and_objects_survive_a_restart() -> Result<()> {
         data: Some(data.clone()),
         ..Default::default()
     })?;
-    let wasm = std::fs::read(ferry_tests::guests()?.join("ndp/get.wasm"))?;
+    let wasm = std::fs::read(ferry_tests::guests()?.join("examples/ndp/get.wasm"))?;
     assert_eq!(node.upload_wasm("keep", "get", &wasm)?.status, 200);
     assert_eq!(node.put(&node.upload, "/o/keep/k", b"durable")?.status, 200);
     node.kill()?;
@@ -89,8 +89,8 @@ fn the_cli_uploads_invokes_and_moves_objects() -> Result<()> {
             .output()?)
     };
     let guests = ferry_tests::guests()?;
-    let put = guests.join("ndp/put.wasm");
-    let wordcount = guests.join("ndp/wordcount.wasm");
+    let put = guests.join("examples/ndp/put.wasm");
+    let wordcount = guests.join("examples/ndp/wordcount.wasm");
     let out = ferry(&["upload", "cli", "put", &put.to_string_lossy()])?;
     assert!(
         out.status.success(),
