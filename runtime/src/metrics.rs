@@ -23,7 +23,39 @@ pub struct Metrics {
     pub peer_requests: IntCounterVec,
 }
 
+/// One function's call counters and latency histogram, resolved once so a
+/// call touches only atomics (a label lookup takes the metric's lock, which
+/// every shard shares).
+pub struct FunctionMetrics {
+    ok: IntCounter,
+    error: IntCounter,
+    failed: IntCounter,
+    pub seconds: prometheus::Histogram,
+}
+
+impl FunctionMetrics {
+    /// The counter for an outcome: `ok`, `error` (non-zero return) or
+    /// `failed` (trap, deadline, memory cap).
+    pub fn outcome(&self, failed: bool, return_code: i32) -> &IntCounter {
+        match (failed, return_code) {
+            (true, _) => &self.failed,
+            (false, 0) => &self.ok,
+            (false, _) => &self.error,
+        }
+    }
+}
+
 impl Metrics {
+    pub fn function(&self, user: &str, function: &str) -> FunctionMetrics {
+        let counter = |outcome| self.calls.with_label_values(&[user, function, outcome]);
+        FunctionMetrics {
+            ok: counter("ok"),
+            error: counter("error"),
+            failed: counter("failed"),
+            seconds: self.call_seconds.with_label_values(&[user, function]),
+        }
+    }
+
     pub fn new() -> Result<Metrics> {
         let registry = Registry::new();
         let calls = IntCounterVec::new(

@@ -17,6 +17,7 @@ use wasmtime::{bail, format_err as anyhow, Result};
 
 use crate::exec::{CallCtx, CallResult, CallSpec, Entry, Function};
 use crate::limits;
+use crate::metrics::FunctionMetrics;
 use crate::node::NodeShared;
 use crate::objects::Objects;
 
@@ -42,6 +43,7 @@ pub struct LocalShard {
     /// This shard's lookups of the node's placement (with its own cache).
     pub placement: Option<ferry_storage::LocalPlacement>,
     in_flight: Cell<usize>,
+    metrics: RefCell<HashMap<String, HashMap<String, Rc<FunctionMetrics>>>>,
     chained: RefCell<HashMap<u32, ChainedCall>>,
 }
 
@@ -73,6 +75,7 @@ impl LocalShard {
             state,
             placement,
             in_flight: Cell::new(0),
+            metrics: RefCell::new(HashMap::new()),
             chained: RefCell::new(HashMap::new()),
         });
         CURRENT.with(|current| *current.borrow_mut() = Some(shard.clone()));
@@ -112,24 +115,35 @@ impl LocalShard {
         let name = spec.function.clone();
         let id = spec.id;
         let result = self.node.executor.run(function, spec).await;
-        let outcome = match (&result.failure, result.return_code) {
-            (Some(_), _) => "failed",
-            (None, 0) => "ok",
-            (None, _) => "error",
-        };
-        let metrics = &self.node.metrics;
+        let metrics = self.function_metrics(&user, &name);
         metrics
-            .calls
-            .with_label_values(&[&user, &name, outcome])
+            .outcome(result.failure.is_some(), result.return_code)
             .inc();
-        metrics
-            .call_seconds
-            .with_label_values(&[&user, &name])
-            .observe(result.duration.as_secs_f64());
+        metrics.seconds.observe(result.duration.as_secs_f64());
         if !result.log.is_empty() {
             tracing::debug!(call = id, %user, function = %name, log = %result.log, "call log");
         }
         result
+    }
+
+    /// This shard's handles on a function's metrics (looked up by borrowed
+    /// names; one entry per function called here, at most the registry's).
+    fn function_metrics(&self, user: &str, name: &str) -> Rc<FunctionMetrics> {
+        if let Some(found) = self
+            .metrics
+            .borrow()
+            .get(user)
+            .and_then(|fns| fns.get(name))
+        {
+            return found.clone();
+        }
+        let made = Rc::new(self.node.metrics.function(user, name));
+        self.metrics
+            .borrow_mut()
+            .entry(user.to_owned())
+            .or_default()
+            .insert(name.to_owned(), made.clone());
+        made
     }
 
     /// Starts a chained call on this shard; its result is kept until the

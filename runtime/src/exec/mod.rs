@@ -108,13 +108,27 @@ pub struct CallCtx {
     pub output: Option<Vec<u8>>,
     pub memory_bytes_max: u64,
     pub output_bytes_max: usize,
+    log_bytes_max: usize,
     pub maps: Vec<Mapping>,
     /// Ids of the calls this call chained, for await and for clean-up.
     pub chained: Vec<u32>,
-    /// Lines for the call's log written by host functions (e.g. why a put failed).
+    /// Lines for the call's log written by host functions (e.g. why a put
+    /// failed); use [`CallCtx::log_host`], which keeps it within the log cap.
     pub host_log: String,
     stdout: MemoryOutputPipe,
     stderr: MemoryOutputPipe,
+}
+
+impl CallCtx {
+    /// Appends a line to the call's log; past the log cap, lines are dropped
+    /// (a guest looping on a failing host call must not grow it forever).
+    pub fn log_host(&mut self, line: std::fmt::Arguments<'_>) {
+        use std::fmt::Write as _;
+        if self.host_log.len() < self.log_bytes_max {
+            let _ = self.host_log.write_fmt(line);
+            self.host_log.push('\n');
+        }
+    }
 }
 
 impl ResourceLimiter for CallCtx {
@@ -231,6 +245,7 @@ impl Executor {
             output: None,
             memory_bytes_max: self.limits.memory_bytes_max,
             output_bytes_max: self.limits.output_bytes_max,
+            log_bytes_max: self.limits.log_bytes_max,
             maps: Vec::new(),
             chained: Vec::new(),
             host_log: String::new(),

@@ -2,8 +2,6 @@
 //! `__faasmndp_getMmap`, `__faasmndp_unmap`, `__faasmndp_storageCallAndAwait*`.
 //! Objects live in the calling user's namespace of the node's object store.
 
-use std::fmt::Write as _;
-
 use wasmtime::{format_err as anyhow, Result};
 use wasmtime::{Caller, Linker};
 
@@ -95,7 +93,9 @@ async fn put(
     match result {
         Ok(()) => Ok(0),
         Err(error) => {
-            let _ = writeln!(caller.data_mut().host_log, "env::{IMPORT}: {error}");
+            caller
+                .data_mut()
+                .log_host(format_args!("env::{IMPORT}: {error}"));
             Ok(-1)
         }
     }
@@ -133,7 +133,9 @@ async fn get_mmap(
             return Ok(0);
         }
         Err(error) => {
-            let _ = writeln!(caller.data_mut().host_log, "env::{IMPORT}: {error}");
+            caller
+                .data_mut()
+                .log_host(format_args!("env::{IMPORT}: {error}"));
             return Ok(-1);
         }
     };
@@ -178,7 +180,9 @@ async fn get_mmap(
         }
         Err(error) => {
             release_mapping(caller.data_mut(), addr);
-            let _ = writeln!(caller.data_mut().host_log, "env::{IMPORT}: {error}");
+            caller
+                .data_mut()
+                .log_host(format_args!("env::{IMPORT}: {error}"));
             Ok(-1)
         }
     }

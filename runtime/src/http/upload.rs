@@ -35,7 +35,7 @@ pub async fn handle(shard: Rc<LocalShard>, request: Request<Incoming>) -> Reply 
     match (kind, method) {
         ("p", Method::GET) => placement(&shard, &user, &key).await,
         ("f", Method::PUT) => upload_function(&shard, request, &user, &key).await,
-        ("f", Method::GET) => download_function(&shard, &user, &key),
+        ("f", Method::GET) => download_function(&shard, &user, &key).await,
         ("s", Method::PUT) => put_object(shard.state(), request, &user, &key).await,
         ("s", Method::GET) => get_object(shard.state(), &request, &user, &key).await,
         ("o", Method::PUT) => put_object(shard.objects(), request, &user, &key).await,
@@ -111,9 +111,15 @@ async fn placement(shard: &LocalShard, user: &str, key: &[u8]) -> Reply {
     reply
 }
 
-fn download_function(shard: &LocalShard, user: &str, name: &[u8]) -> Reply {
-    let name = String::from_utf8_lossy(name);
-    match shard.node.registry.wasm(user, &name) {
+async fn download_function(shard: &LocalShard, user: &str, name: &[u8]) -> Reply {
+    let name = String::from_utf8_lossy(name).into_owned();
+    // A module is up to 256 MiB on disk: read it off the shard's thread.
+    let node = shard.node.clone();
+    let (user_owned, name_owned) = (user.to_owned(), name.clone());
+    let read = glommio::executor()
+        .spawn_blocking(move || node.registry.wasm(&user_owned, &name_owned))
+        .await;
+    match read {
         Ok(Some(wasm)) => {
             let mut reply = text(StatusCode::OK, wasm);
             reply.headers_mut().insert(
