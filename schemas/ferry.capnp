@@ -14,12 +14,14 @@
 
 @0xb5ac3679f4c6e034;
 
-const protocolVersion :UInt32 = 1;
+# 2: ModuleUpload, ModuleStored, ObjectList, ObjectListing, ObjectDelete,
+# ObjectDeleted (frame kinds 12 to 17), which version 1 nodes cannot read.
+const protocolVersion :UInt32 = 2;
 
 # Bits of Hello.capabilities.
 const capabilityRdma :UInt64 = 1;     # this node has an RDMA device and offers a queue pair
 const capabilityOffload :UInt64 = 2;  # accepts Offer (runs funclets next to its objects)
-const capabilityObjects :UInt64 = 4;  # serves ObjectRead / ObjectWrite
+const capabilityObjects :UInt64 = 4;  # serves ObjectRead / Write / List / Delete
 
 # Size of one page in Pages.data: the offload unit, not wasm's 64 KiB page.
 const pageBytes :UInt32 = 4096;
@@ -145,4 +147,44 @@ enum ErrorCode {
   trap @3;                     # the funclet trapped; `message` says how
   versionMismatch @4;
   unavailable @5;              # the node is shutting down or not ready
+}
+
+# Added in protocol version 2 (frame kinds 12 to 17, in this order).
+
+# A function's uploaded module, sent to a node that should hold it: upload
+# propagation, or a node that lacks the module an Offer names.
+struct ModuleUpload {
+  user @0 :Text;
+  function @1 :Text;
+  hash @2 :Data;               # 32 bytes: identifies the module, as Offer.moduleHash
+  wasm @3 :Data;               # the module's bytes
+}
+
+# Answer to ModuleUpload: the receiver holds the module.
+struct ModuleStored {
+  hash @0 :Data;               # 32 bytes
+}
+
+# Asks for the keys and sizes of a user's objects.
+struct ObjectList {
+  user @0 :Text;
+}
+
+struct ObjectListing {
+  entries @0 :List(ObjectEntry);
+}
+
+struct ObjectEntry {
+  key @0 :Data;
+  sizeBytes @1 :UInt64;        # the object's whole size
+}
+
+# Removes the whole object.
+struct ObjectDelete {
+  user @0 :Text;
+  key @1 :Data;
+}
+
+struct ObjectDeleted {
+  found @0 :Bool;              # whether there was an object to remove
 }

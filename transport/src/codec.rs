@@ -14,8 +14,8 @@ use capnp::serialize;
 use crate::error::TransportError;
 use crate::limits;
 use crate::message::{
-    Capabilities, Done, ErrorCode, Global, Hello, Message, MessageKind, Offer, PageSet, Pages,
-    RdmaEndpoint, PAGE_BYTES,
+    Capabilities, Done, ErrorCode, Global, Hello, Message, MessageKind, ModuleHash, ModuleUpload,
+    ObjectEntry, Offer, PageSet, Pages, RdmaEndpoint, PAGE_BYTES,
 };
 use ferry_schemas::ferry_capnp as wire;
 
@@ -156,6 +156,18 @@ fn payload_bytes_lower_bound(message: &Message) -> u64 {
         Message::ObjectData { data, .. } => len(data.len()),
         Message::ObjectWrite { user, key, data } => len(user.len() + key.len() + data.len()),
         Message::Error { message, .. } => len(message.len()),
+        Message::Module(module) => {
+            len(module.user.len() + module.function.len())
+                + len(module.hash.len() + module.wasm.len())
+        }
+        Message::ModuleStored { hash } => len(hash.len()),
+        Message::ObjectList { user } => len(user.len()),
+        // Each entry's key, and its size as 8 bytes of data.
+        Message::ObjectListing { entries } => {
+            entries.iter().map(|entry| len(entry.key.len()) + 8).sum()
+        }
+        Message::ObjectDelete { user, key } => len(user.len() + key.len()),
+        Message::ObjectDeleted { .. } => 0,
     }
 }
 
@@ -196,6 +208,24 @@ fn estimate_words(message: &Message) -> u64 {
             blob(user.len()) + blob(key.len()) + blob(data.len())
         }
         Message::Error { message, .. } => blob(message.len()),
+        Message::Module(module) => {
+            blob(module.user.len())
+                + blob(module.function.len())
+                + blob(module.hash.len())
+                + blob(module.wasm.len())
+        }
+        Message::ModuleStored { hash } => blob(hash.len()),
+        Message::ObjectList { user } => blob(user.len()),
+        // The list's tag word, then per entry its struct (one data word, one
+        // pointer) and its key.
+        Message::ObjectListing { entries } => {
+            1 + entries
+                .iter()
+                .map(|entry| 2 + blob(entry.key.len()))
+                .sum::<u64>()
+        }
+        Message::ObjectDelete { user, key } => blob(user.len()) + blob(key.len()),
+        Message::ObjectDeleted { .. } => 0,
     }
 }
 
@@ -320,6 +350,39 @@ fn build(
             root.set_code(error_code_to_wire(*code));
             root.set_message(message.as_str());
         }
+        Message::Module(module) => {
+            let mut root = builder.init_root::<wire::module_upload::Builder>();
+            root.set_user(module.user.as_str());
+            root.set_function(module.function.as_str());
+            root.set_hash(&module.hash);
+            root.set_wasm(&module.wasm);
+        }
+        Message::ModuleStored { hash } => {
+            let mut root = builder.init_root::<wire::module_stored::Builder>();
+            root.set_hash(hash);
+        }
+        Message::ObjectList { user } => {
+            let mut root = builder.init_root::<wire::object_list::Builder>();
+            root.set_user(user.as_str());
+        }
+        Message::ObjectListing { entries } => {
+            let root = builder.init_root::<wire::object_listing::Builder>();
+            let mut out = root.init_entries(len32(entries.len())?);
+            for (i, entry) in entries.iter().enumerate() {
+                let mut slot = out.reborrow().get(i as u32);
+                slot.set_key(&entry.key);
+                slot.set_size_bytes(entry.size_bytes);
+            }
+        }
+        Message::ObjectDelete { user, key } => {
+            let mut root = builder.init_root::<wire::object_delete::Builder>();
+            root.set_user(user.as_str());
+            root.set_key(key);
+        }
+        Message::ObjectDeleted { found } => {
+            let mut root = builder.init_root::<wire::object_deleted::Builder>();
+            root.set_found(*found);
+        }
     }
     Ok(())
 }
@@ -421,6 +484,40 @@ fn shared(payload: &Bytes, slice: &[u8]) -> Result<Bytes, ReadError> {
     Ok(payload.slice(at - start..at - start + slice.len()))
 }
 
+/// A module hash is exactly 32 bytes (SHA-256); any other length is refused,
+/// never padded or cut.
+fn module_hash(bytes: &[u8]) -> Result<ModuleHash, ReadError> {
+    bytes.try_into().map_err(|_| {
+        ReadError::Invalid(format!("module hash of {} bytes, expected 32", bytes.len()))
+    })
+}
+
+fn read_entries(
+    payload: &Bytes,
+    reader: capnp::struct_list::Reader<'_, wire::object_entry::Owned>,
+) -> Result<Vec<ObjectEntry>, ReadError> {
+    // Cap'n Proto lets a list of void or of empty structs claim elements it
+    // does not carry (up to the traversal limit, twice the payload's words);
+    // each would still cost an ObjectEntry here (32 bytes). An honest entry
+    // takes at least a word (ours take two, plus the key), so more entries
+    // than words is refused: at most 4 bytes of entries per payload byte.
+    let words = payload.len() / WORD_BYTES;
+    if reader.len() as usize > words {
+        return Err(ReadError::Invalid(format!(
+            "listing of {} entries in a payload of {words} words",
+            reader.len()
+        )));
+    }
+    let mut entries = Vec::with_capacity(reader.len() as usize);
+    for entry in reader.iter() {
+        entries.push(ObjectEntry {
+            key: entry.get_key()?.to_vec(),
+            size_bytes: entry.get_size_bytes(),
+        });
+    }
+    Ok(entries)
+}
+
 fn read_globals(reader: capnp::struct_list::Reader<'_, wire::global::Owned>) -> Vec<Global> {
     reader
         .iter()
@@ -496,10 +593,7 @@ fn read(
         }
         MessageKind::Offer => {
             let root: wire::offer::Reader = reader.get_root()?;
-            let hash = root.get_module_hash()?;
-            let module_hash = hash.try_into().map_err(|_| {
-                ReadError::Invalid(format!("module hash of {} bytes, expected 32", hash.len()))
-            })?;
+            let module_hash = module_hash(root.get_module_hash()?)?;
             let inline_pages = match root.get_inline_pages().which()? {
                 wire::offer::inline_pages::None(()) => None,
                 wire::offer::inline_pages::Pages(pages) => Some(read_pages(payload, pages?, None)?),
@@ -587,6 +681,46 @@ fn read(
                 message: text(root.get_message())?,
             }
         }
+        MessageKind::Module => {
+            let root: wire::module_upload::Reader = reader.get_root()?;
+            Message::Module(ModuleUpload {
+                user: text(root.get_user())?,
+                function: text(root.get_function())?,
+                hash: module_hash(root.get_hash()?)?,
+                wasm: shared(payload, root.get_wasm()?)?,
+            })
+        }
+        MessageKind::ModuleStored => {
+            let root: wire::module_stored::Reader = reader.get_root()?;
+            Message::ModuleStored {
+                hash: module_hash(root.get_hash()?)?,
+            }
+        }
+        MessageKind::ObjectList => {
+            let root: wire::object_list::Reader = reader.get_root()?;
+            Message::ObjectList {
+                user: text(root.get_user())?,
+            }
+        }
+        MessageKind::ObjectListing => {
+            let root: wire::object_listing::Reader = reader.get_root()?;
+            Message::ObjectListing {
+                entries: read_entries(payload, root.get_entries()?)?,
+            }
+        }
+        MessageKind::ObjectDelete => {
+            let root: wire::object_delete::Reader = reader.get_root()?;
+            Message::ObjectDelete {
+                user: text(root.get_user())?,
+                key: root.get_key()?.to_vec(),
+            }
+        }
+        MessageKind::ObjectDeleted => {
+            let root: wire::object_deleted::Reader = reader.get_root()?;
+            Message::ObjectDeleted {
+                found: root.get_found(),
+            }
+        }
     })
 }
 
@@ -604,9 +738,37 @@ mod tests {
         Ok((frame, decoded))
     }
 
+    /// Decodes a message built by hand (to say what our encoder never would).
+    fn decode_built(
+        kind: MessageKind,
+        builder: &Builder<HeapAllocator>,
+    ) -> Result<Message, TransportError> {
+        let payload = serialize::write_message_to_words(builder);
+        let mut buffer = crate::frame::AlignedBuf::zeroed(payload.len());
+        buffer.as_mut_bytes().copy_from_slice(&payload);
+        decode(kind, &Bytes::from_owner(buffer))
+    }
+
+    /// Whether `data` is a view of the frame's receive buffer, not a copy.
+    fn inside(frame: &Frame, data: &Bytes) -> bool {
+        let start = frame.payload.as_ptr() as usize;
+        let at = data.as_ptr() as usize;
+        !data.is_empty() && at >= start && at + data.len() <= start + frame.payload.len()
+    }
+
     #[test]
     fn every_kind_decodes_to_what_was_encoded() -> Result<(), TransportError> {
-        for message in testing::every_kind() {
+        let messages = testing::every_kind();
+        // The samples cover every kind (testing's own check is a
+        // debug_assert, off in release builds).
+        for kind in MessageKind::ALL {
+            assert!(
+                messages.iter().any(|message| message.kind() == kind),
+                "no sample {}",
+                kind.name()
+            );
+        }
+        for message in messages {
             let (frame, decoded) = round_trip(&message)?;
             assert_eq!(frame.header.kind, message.kind());
             assert_eq!(decoded, message);
@@ -625,11 +787,6 @@ mod tests {
 
     #[test]
     fn page_and_object_bytes_are_not_copied_out_of_the_frame() -> Result<(), TransportError> {
-        let inside = |frame: &Frame, data: &Bytes| {
-            let start = frame.payload.as_ptr() as usize;
-            let at = data.as_ptr() as usize;
-            !data.is_empty() && at >= start && at + data.len() <= start + frame.payload.len()
-        };
         let (frame, decoded) = round_trip(&Message::Pages(Pages {
             call_id: 1,
             pages: testing::pages(16),
@@ -658,6 +815,92 @@ mod tests {
     }
 
     #[test]
+    fn module_wasm_is_not_copied_out_of_the_frame() -> Result<(), TransportError> {
+        let sent = testing::module_upload();
+        let (frame, decoded) = round_trip(&Message::Module(sent.clone()))?;
+        let Message::Module(module) = decoded else {
+            return Err(TransportError::bad_message(
+                "ModuleUpload",
+                "decoded to another kind",
+            ));
+        };
+        assert!(inside(&frame, &module.wasm));
+        assert_eq!(module.wasm, sent.wasm);
+        Ok(())
+    }
+
+    #[test]
+    fn module_hashes_not_32_bytes_long_are_refused() -> Result<(), TransportError> {
+        type Build = fn(&mut Builder<HeapAllocator>, &[u8]);
+        let cases: [(MessageKind, Build); 3] = [
+            (MessageKind::Offer, |builder, hash| {
+                builder
+                    .init_root::<wire::offer::Builder>()
+                    .set_module_hash(hash)
+            }),
+            (MessageKind::Module, |builder, hash| {
+                let mut root = builder.init_root::<wire::module_upload::Builder>();
+                root.set_hash(hash);
+                root.set_wasm(b"\0asm\x01\0\0\0");
+            }),
+            (MessageKind::ModuleStored, |builder, hash| {
+                builder
+                    .init_root::<wire::module_stored::Builder>()
+                    .set_hash(hash)
+            }),
+        ];
+        for (kind, build) in cases {
+            for len in [0, 31, 33, 64] {
+                let mut builder = Builder::new_default();
+                build(&mut builder, &vec![0x5a; len]);
+                match decode_built(kind, &builder) {
+                    Err(TransportError::BadMessage { reason, .. }) => assert!(
+                        reason.contains(&format!("module hash of {len} bytes, expected 32")),
+                        "{}: {reason}",
+                        kind.name()
+                    ),
+                    other => panic!("{}, {len}-byte hash: got {other:?}", kind.name()),
+                }
+            }
+            // The same message with a 32-byte hash decodes.
+            let mut builder = Builder::new_default();
+            build(&mut builder, &[0x5a; 32]);
+            decode_built(kind, &builder)?;
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn an_empty_listing_round_trips() -> Result<(), TransportError> {
+        let message = Message::ObjectListing {
+            entries: Vec::new(),
+        };
+        assert_eq!(round_trip(&message)?.1, message);
+        Ok(())
+    }
+
+    #[test]
+    fn listings_claiming_more_entries_than_they_carry_are_refused() -> Result<(), TransportError> {
+        // A root ObjectListing whose entries pointer is a list of 1,000 voids:
+        // valid Cap'n Proto, within the traversal limit, but 1,000 entries
+        // from a 3-word payload.
+        let root_pointer: u64 = 1 << 48; // struct, no data words, one pointer
+        let void_list: u64 = 1 | (1_000 << 35); // list, element size void
+        let mut buffer = crate::frame::AlignedBuf::zeroed(24);
+        let bytes = buffer.as_mut_bytes();
+        bytes[..8].copy_from_slice(&[0, 0, 0, 0, 2, 0, 0, 0]); // one segment of 2 words
+        bytes[8..16].copy_from_slice(&root_pointer.to_le_bytes());
+        bytes[16..].copy_from_slice(&void_list.to_le_bytes());
+        match decode(MessageKind::ObjectListing, &Bytes::from_owner(buffer)) {
+            Err(TransportError::BadMessage { reason, .. }) => {
+                assert!(reason.contains("1000 entries"), "{reason}")
+            }
+            other => panic!("expected BadMessage, got {:?}", other.map(|m| m.kind())),
+        }
+        Ok(())
+    }
+
+    #[test]
     fn inconsistent_page_sets_are_refused_on_decode() -> Result<(), TransportError> {
         // Build a Pages message by hand whose data is one byte short.
         let mut builder = Builder::new_default();
@@ -668,10 +911,7 @@ mod tests {
             pages.reborrow().init_indices(1).set(0, 4);
             pages.set_data(&[0u8; PAGE_BYTES - 1]);
         }
-        let payload = serialize::write_message_to_words(&builder);
-        let mut buffer = crate::frame::AlignedBuf::zeroed(payload.len());
-        buffer.as_mut_bytes().copy_from_slice(&payload);
-        match decode(MessageKind::Pages, &Bytes::from_owner(buffer)) {
+        match decode_built(MessageKind::Pages, &builder) {
             Err(TransportError::BadMessage { reason, .. }) => {
                 assert!(reason.contains("4096"), "{reason}")
             }

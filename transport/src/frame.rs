@@ -516,7 +516,8 @@ mod tests {
             ("magic", |b| b[0] = b'X', "magic"),
             ("version", |b| b[4] = 2, "frame version 2"),
             ("kind zero", |b| b[5] = 0, "unknown kind 0"),
-            ("kind past the last", |b| b[5] = 12, "unknown kind 12"),
+            // MessageKind::ALL is dense (checked in message.rs): 17 kinds.
+            ("kind past the last", |b| b[5] = 18, "unknown kind 18"),
             ("flags", |b| b[6] = 0x80, "unknown flags"),
             ("length not words", |b| b[16] = 65, "whole number of words"),
             ("length too short", |b| b[16] = 8, "whole number of words"),

@@ -1,19 +1,21 @@
 //! ferry-transport carries messages between ferry nodes: offload offers and
-//! their answers, memory pages and object bytes. It frames Cap'n Proto
-//! messages (schemas in `ferry-schemas`) on glommio TCP streams, multiplexes
-//! concurrent requests on a connection by correlation id, pools connections
-//! per peer on each shard with bounded reconnect backoff, and, built with the
-//! `rdma` feature on a node with a verbs device, moves page payloads by RDMA
-//! WRITE with immediate over a reliable-connection queue pair negotiated in
-//! the Hello exchange. Every frame, queue and wait has a limit (`limits.rs`);
-//! bad input from a peer closes that connection with an error, never a panic
-//! or an unbounded allocation.
+//! their answers, memory pages, uploaded modules, and object bytes, listings
+//! and deletions. It frames Cap'n Proto messages (schemas in `ferry-schemas`)
+//! on glommio TCP streams, multiplexes concurrent requests on a connection by
+//! correlation id, pools connections per peer on each shard with bounded
+//! reconnect backoff, and, built with the `rdma` feature on a node with a
+//! verbs device, moves page payloads by RDMA WRITE with immediate over a
+//! reliable-connection queue pair negotiated in the Hello exchange. Every
+//! frame, queue and wait has a limit (`limits.rs`); bad input from a peer
+//! closes that connection with an error, never a panic or an unbounded
+//! allocation.
 //!
 //! It knows nothing of functions, wasm, objects' storage or placement: a
-//! message is a value to deliver, and what an Offer or a page means is the
-//! runtime's business. Cap'n Proto types stay inside this crate; callers see
-//! [`Message`] and its parts, with large payloads as [`bytes::Bytes`] slices
-//! of the receive buffer (not copies).
+//! message is a value to deliver (a module's bytes and hash are carried, not
+//! checked), and what an Offer or a page means is the runtime's business.
+//! Cap'n Proto types stay inside this crate; callers see [`Message`] and its
+//! parts, with large payloads as [`bytes::Bytes`] slices of the receive
+//! buffer (not copies).
 //!
 //! Everything here runs inside a glommio executor (one per shard) and is
 //! shard-local (`!Send`): a shard owns its connections and its pool.
@@ -44,8 +46,8 @@ pub use error::TransportError;
 pub use frame::{Frame, FrameFlags, FrameHeader, FRAME_MAGIC, FRAME_VERSION};
 pub use link::{tcp_notices, Link, LinkKind, LinkOffer};
 pub use message::{
-    Capabilities, Done, ErrorCode, Global, Hello, Message, MessageKind, ModuleHash, Offer, PageSet,
-    Pages, RdmaEndpoint, PAGE_BYTES, PROTOCOL_VERSION,
+    Capabilities, Done, ErrorCode, Global, Hello, Message, MessageKind, ModuleHash, ModuleUpload,
+    ObjectEntry, Offer, PageSet, Pages, RdmaEndpoint, PAGE_BYTES, PROTOCOL_VERSION,
 };
 pub use pool::{Peer, PeerPool};
 pub use server::serve;

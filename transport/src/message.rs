@@ -2,9 +2,9 @@
 //! readers and builders never leave `codec.rs`; everything else in the
 //! workspace sees these.
 //!
-//! Large payloads (memory pages, object bytes) are [`Bytes`]: on receipt they
-//! are slices of the frame's receive buffer, not copies, and they keep that
-//! buffer alive for as long as they are held.
+//! Large payloads (memory pages, object and module bytes) are [`Bytes`]: on
+//! receipt they are slices of the frame's receive buffer, not copies, and
+//! they keep that buffer alive for as long as they are held.
 
 use bytes::Bytes;
 
@@ -59,6 +59,29 @@ pub enum Message {
         code: ErrorCode,
         message: String,
     },
+    /// A function's uploaded module for another node to hold: upload
+    /// propagation, or a node that lacks the module an Offer names.
+    Module(ModuleUpload),
+    /// Answer to [`Message::Module`]: the receiver holds the module.
+    ModuleStored {
+        hash: ModuleHash,
+    },
+    /// Asks for the keys and sizes of `user`'s objects.
+    ObjectList {
+        user: String,
+    },
+    ObjectListing {
+        entries: Vec<ObjectEntry>,
+    },
+    /// Removes the whole object.
+    ObjectDelete {
+        user: String,
+        key: Vec<u8>,
+    },
+    ObjectDeleted {
+        /// Whether there was an object to remove.
+        found: bool,
+    },
 }
 
 /// The frame header's message kind. The numbers are wire format.
@@ -76,10 +99,17 @@ pub enum MessageKind {
     ObjectWrite = 9,
     ObjectWritten = 10,
     Error = 11,
+    Module = 12,
+    ModuleStored = 13,
+    ObjectList = 14,
+    ObjectListing = 15,
+    ObjectDelete = 16,
+    ObjectDeleted = 17,
 }
 
 impl MessageKind {
-    pub const ALL: [MessageKind; 11] = [
+    /// Every kind in wire order; the check below keeps the numbers dense.
+    pub const ALL: [MessageKind; 17] = [
         MessageKind::Hello,
         MessageKind::Offer,
         MessageKind::Accept,
@@ -91,6 +121,12 @@ impl MessageKind {
         MessageKind::ObjectWrite,
         MessageKind::ObjectWritten,
         MessageKind::Error,
+        MessageKind::Module,
+        MessageKind::ModuleStored,
+        MessageKind::ObjectList,
+        MessageKind::ObjectListing,
+        MessageKind::ObjectDelete,
+        MessageKind::ObjectDeleted,
     ];
 
     pub fn from_wire(value: u8) -> Option<MessageKind> {
@@ -113,9 +149,26 @@ impl MessageKind {
             MessageKind::ObjectWrite => "ObjectWrite",
             MessageKind::ObjectWritten => "ObjectWritten",
             MessageKind::Error => "Error",
+            MessageKind::Module => "ModuleUpload",
+            MessageKind::ModuleStored => "ModuleStored",
+            MessageKind::ObjectList => "ObjectList",
+            MessageKind::ObjectListing => "ObjectListing",
+            MessageKind::ObjectDelete => "ObjectDelete",
+            MessageKind::ObjectDeleted => "ObjectDeleted",
         }
     }
 }
+
+// `ALL` lists kind `i + 1` at position `i`: no wire number is skipped or
+// listed twice, so `from_wire` knows every kind and `ALL.len() + 1` is the
+// first unknown one.
+const _: () = {
+    let mut i = 0;
+    while i < MessageKind::ALL.len() {
+        assert!(MessageKind::ALL[i] as usize == i + 1);
+        i += 1;
+    }
+};
 
 impl Message {
     pub fn kind(&self) -> MessageKind {
@@ -131,6 +184,12 @@ impl Message {
             Message::ObjectWrite { .. } => MessageKind::ObjectWrite,
             Message::ObjectWritten { .. } => MessageKind::ObjectWritten,
             Message::Error { .. } => MessageKind::Error,
+            Message::Module(_) => MessageKind::Module,
+            Message::ModuleStored { .. } => MessageKind::ModuleStored,
+            Message::ObjectList { .. } => MessageKind::ObjectList,
+            Message::ObjectListing { .. } => MessageKind::ObjectListing,
+            Message::ObjectDelete { .. } => MessageKind::ObjectDelete,
+            Message::ObjectDeleted { .. } => MessageKind::ObjectDeleted,
         }
     }
 
@@ -209,6 +268,25 @@ pub struct Offer {
     pub globals: Vec<Global>,
     /// Small snapshots ride in the Offer: one round trip.
     pub inline_pages: Option<PageSet>,
+}
+
+/// A function's module, for a node that should hold it. The transport
+/// carries `hash` as given; checking it against `wasm` is the receiver's job.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ModuleUpload {
+    pub user: String,
+    pub function: String,
+    pub hash: ModuleHash,
+    /// On receipt, a slice of the frame's receive buffer.
+    pub wasm: Bytes,
+}
+
+/// One object in a [`Message::ObjectListing`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjectEntry {
+    pub key: Vec<u8>,
+    /// The object's whole size.
+    pub size_bytes: u64,
 }
 
 /// A mutable wasm global: its index in the module and its raw bits.

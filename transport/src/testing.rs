@@ -4,8 +4,8 @@
 use bytes::Bytes;
 
 use crate::message::{
-    Capabilities, Done, ErrorCode, Global, Hello, Message, MessageKind, Offer, PageSet, Pages,
-    RdmaEndpoint, PAGE_BYTES, PROTOCOL_VERSION,
+    Capabilities, Done, ErrorCode, Global, Hello, Message, MessageKind, ModuleUpload, ObjectEntry,
+    Offer, PageSet, Pages, RdmaEndpoint, PAGE_BYTES, PROTOCOL_VERSION,
 };
 
 /// `count` pages at indices 3, 5, 7, ..., page `i` filled with byte `i + 1`
@@ -57,6 +57,19 @@ pub fn offer(inline_pages: Option<PageSet>) -> Offer {
             },
         ],
         inline_pages,
+    }
+}
+
+/// The module [`offer`] names. The hash is a stand-in, not the bytes'
+/// SHA-256: the transport carries it without checking.
+pub fn module_upload() -> ModuleUpload {
+    let mut wasm = b"\0asm\x01\0\0\0".to_vec();
+    wasm.resize(1_000, 0x0b);
+    ModuleUpload {
+        user: "demo".into(),
+        function: "wordcount".into(),
+        hash: [0x5a; 32],
+        wasm: Bytes::from(wasm),
     }
 }
 
@@ -121,6 +134,28 @@ pub fn every_kind() -> Vec<Message> {
             code: ErrorCode::Trap,
             message: "unreachable executed".into(),
         },
+        Message::Module(module_upload()),
+        Message::ModuleStored { hash: [0x5a; 32] },
+        Message::ObjectList {
+            user: "demo".into(),
+        },
+        Message::ObjectListing {
+            entries: vec![
+                ObjectEntry {
+                    key: b"corpus/part-0001".to_vec(),
+                    size_bytes: 1 << 33,
+                },
+                ObjectEntry {
+                    key: vec![0, 159, 146, 150],
+                    size_bytes: 1,
+                },
+            ],
+        },
+        Message::ObjectDelete {
+            user: "demo".into(),
+            key: b"out".to_vec(),
+        },
+        Message::ObjectDeleted { found: true },
     ];
     debug_assert!(MessageKind::ALL
         .iter()
