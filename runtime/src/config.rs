@@ -99,6 +99,11 @@ pub struct Limits {
     pub calls_in_flight_max: usize,
     pub async_result_retention_s: u64,
     pub header_read_ms_max: u64,
+    /// Offloaded funclets a storage shard runs at once / lets wait.
+    pub offload_slots_max: usize,
+    pub offload_queue_max: usize,
+    /// How long a compute node waits for an offloaded funclet.
+    pub offload_ms_max: u64,
 }
 
 /// The file's form, and the form CLI flags write into before validation.
@@ -166,6 +171,9 @@ pub struct RawLimits {
     pub calls_in_flight_max: Option<usize>,
     pub async_result_retention_s: Option<u64>,
     pub header_read_ms_max: Option<u64>,
+    pub offload_slots_max: Option<usize>,
+    pub offload_queue_max: Option<usize>,
+    pub offload_ms_max: Option<u64>,
 }
 
 impl RawConfig {
@@ -345,6 +353,9 @@ impl Limits {
             calls_in_flight_max,
             async_result_retention_s,
             header_read_ms_max,
+            offload_slots_max,
+            offload_queue_max,
+            offload_ms_max,
         } = raw;
         let memory_bytes_max = memory_bytes_max.unwrap_or(limits::MEMORY_BYTES_MAX_DEFAULT);
         if !(64 << 10..=limits::MEMORY_BYTES_MAX_CEILING).contains(&memory_bytes_max) {
@@ -369,7 +380,22 @@ impl Limits {
         if !(1..=4096).contains(&calls_in_flight_max) {
             bail!("limits.calls_in_flight_max must be between 1 and 4096");
         }
+        let offload_slots_max = offload_slots_max.unwrap_or(limits::OFFLOAD_SLOTS_MAX_DEFAULT);
+        if !(1..=1024).contains(&offload_slots_max) {
+            bail!("limits.offload_slots_max must be between 1 and 1024");
+        }
+        let offload_queue_max = offload_queue_max.unwrap_or(limits::OFFLOAD_QUEUE_MAX_DEFAULT);
+        if offload_queue_max > 65_536 {
+            bail!("limits.offload_queue_max is at most 65536");
+        }
+        let offload_ms_max = offload_ms_max.unwrap_or(limits::OFFLOAD_MS_MAX_DEFAULT);
+        if offload_ms_max == 0 {
+            bail!("limits.offload_ms_max must be positive");
+        }
         Ok(Limits {
+            offload_slots_max,
+            offload_queue_max,
+            offload_ms_max,
             memory_bytes_max,
             call_ms_max,
             input_bytes_max,

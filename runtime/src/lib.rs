@@ -12,6 +12,7 @@
 pub mod client;
 pub mod config;
 pub mod exec;
+pub mod funclet;
 pub mod host;
 pub mod http;
 pub mod invocation;
@@ -19,6 +20,7 @@ pub mod limits;
 pub mod metrics;
 pub mod node;
 pub mod objects;
+pub mod peers;
 pub mod registry;
 pub mod remote;
 pub mod shard;

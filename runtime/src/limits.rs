@@ -19,6 +19,24 @@ pub const LOG_BYTES_MAX_DEFAULT: usize = 1 << 20;
 pub const CALLS_IN_FLIGHT_MAX_DEFAULT: usize = 64;
 /// Extra pooled instances per shard for chained calls and uploads.
 pub const INSTANCES_HEADROOM_PER_SHARD: u32 = 32;
+/// Offloaded funclets one shard of a storage node runs at once, and how
+/// many more may wait for a slot; past both an Offer is declined at once
+/// (the compute node runs the funclet itself).
+pub const OFFLOAD_SLOTS_MAX_DEFAULT: usize = 8;
+pub const OFFLOAD_QUEUE_MAX_DEFAULT: usize = 16;
+/// How long a compute node waits for an offloaded funclet's Done before it
+/// gives up and runs the funclet itself (capped by the call's deadline).
+pub const OFFLOAD_MS_MAX_DEFAULT: u64 = 30_000;
+/// Snapshots of at most this many page bytes ride inside the Offer (one
+/// round trip); larger ones follow in Pages once the storage node accepts,
+/// so a busy node declines before megabytes cross the link. 1 MiB is
+/// ~0.9 ms at 10GbE, about what a second round trip costs on loopback.
+pub const OFFER_INLINE_BYTES_MAX: usize = 1 << 20;
+/// An accepted Offer whose Pages do not arrive within this time gives its
+/// slot back (the compute node died or gave up).
+pub const OFFER_PAGES_WAIT_MS_MAX: u64 = 10_000;
+/// Pushing a module to another node (it compiles it before answering).
+pub const MODULE_PUSH_MS_MAX: u64 = 60_000;
 /// Chained calls one call may start, and how deep chains may nest.
 pub const CHAINED_CALLS_MAX: usize = 256;
 pub const CHAIN_DEPTH_MAX: u32 = 8;

@@ -169,6 +169,16 @@ struct UpArgs {
     /// (0: no limit).
     #[arg(long)]
     header_read_ms_max: Option<u64>,
+    /// Offloaded funclets one shard of a storage node runs at once.
+    #[arg(long)]
+    offload_slots_max: Option<usize>,
+    /// Offers that may wait for a slot before the next is declined.
+    #[arg(long)]
+    offload_queue_max: Option<usize>,
+    /// How long a compute node waits for an offloaded funclet before it
+    /// runs the funclet itself, in milliseconds.
+    #[arg(long)]
+    offload_ms_max: Option<u64>,
     /// Microseconds an idle shard polls before sleeping (lower latency,
     /// one busy core per shard; default 0).
     #[arg(long)]
@@ -307,6 +317,9 @@ fn up_config(args: UpArgs, node_name: Option<&str>) -> Result<Config> {
         calls_in_flight_max,
         input_bytes_max,
         header_read_ms_max,
+        offload_slots_max,
+        offload_queue_max,
+        offload_ms_max,
         spin_us,
         backend,
         ceph_conf,
@@ -343,6 +356,9 @@ fn up_config(args: UpArgs, node_name: Option<&str>) -> Result<Config> {
     limits.calls_in_flight_max = calls_in_flight_max.or(limits.calls_in_flight_max);
     limits.input_bytes_max = input_bytes_max.or(limits.input_bytes_max);
     limits.header_read_ms_max = header_read_ms_max.or(limits.header_read_ms_max);
+    limits.offload_slots_max = offload_slots_max.or(limits.offload_slots_max);
+    limits.offload_queue_max = offload_queue_max.or(limits.offload_queue_max);
+    limits.offload_ms_max = offload_ms_max.or(limits.offload_ms_max);
     Config::validate(raw)
 }
 

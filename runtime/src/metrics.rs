@@ -21,6 +21,16 @@ pub struct Metrics {
     pub offload_bytes: IntCounterVec,
     /// Requests from other nodes served over the transport, by message kind.
     pub peer_requests: IntCounterVec,
+    /// Funclets run on this node for its own calls, by why they ran here
+    /// (`forbid_ndp`, `holds_object`, `fallback`).
+    pub funclets_here: IntCounterVec,
+    /// Offers from other nodes, by what this node did (`accepted`,
+    /// `declined`, `abandoned`: accepted but the pages never came).
+    pub offers: IntCounterVec,
+    /// Offload round trips (Offer to applied Done) of accepted offloads.
+    pub offload_seconds: prometheus::Histogram,
+    /// Modules sent to other nodes, by outcome (`ok`, `refused`, `failed`).
+    pub module_pushes: IntCounterVec,
 }
 
 /// One function's call counters and latency histogram, resolved once so a
@@ -98,7 +108,44 @@ impl Metrics {
             ),
             &["kind"],
         )?;
-        for result in ["accepted", "declined", "failed"] {
+        let funclets_here = IntCounterVec::new(
+            Opts::new(
+                "ferry_funclets_here_total",
+                "Funclets of this node's calls run on this node, by reason",
+            ),
+            &["reason"],
+        )?;
+        let offers = IntCounterVec::new(
+            Opts::new("ferry_offers_total", "Offers from other nodes, by outcome"),
+            &["outcome"],
+        )?;
+        let offload_seconds = prometheus::Histogram::with_opts(
+            HistogramOpts::new(
+                "ferry_offload_duration_seconds",
+                "Offload round trip, Offer to applied Done",
+            )
+            .buckets(vec![
+                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                1.0, 2.5, 5.0, 10.0, 30.0,
+            ]),
+        )?;
+        let module_pushes = IntCounterVec::new(
+            Opts::new(
+                "ferry_module_pushes_total",
+                "Modules sent to other nodes, by outcome",
+            ),
+            &["outcome"],
+        )?;
+        for reason in ["forbid_ndp", "holds_object", "fallback"] {
+            funclets_here.with_label_values(&[reason]);
+        }
+        for outcome in ["accepted", "declined", "abandoned"] {
+            offers.with_label_values(&[outcome]);
+        }
+        for outcome in ["ok", "refused", "failed"] {
+            module_pushes.with_label_values(&[outcome]);
+        }
+        for result in ["accepted", "declined", "failed", "trapped"] {
             offloads.with_label_values(&[result]);
         }
         for direction in ["sent", "received"] {
@@ -112,6 +159,10 @@ impl Metrics {
         registry.register(Box::new(offloads.clone()))?;
         registry.register(Box::new(offload_bytes.clone()))?;
         registry.register(Box::new(peer_requests.clone()))?;
+        registry.register(Box::new(funclets_here.clone()))?;
+        registry.register(Box::new(offers.clone()))?;
+        registry.register(Box::new(offload_seconds.clone()))?;
+        registry.register(Box::new(module_pushes.clone()))?;
         Ok(Metrics {
             registry,
             calls,
@@ -122,6 +173,10 @@ impl Metrics {
             offloads,
             offload_bytes,
             peer_requests,
+            funclets_here,
+            offers,
+            offload_seconds,
+            module_pushes,
         })
     }
 

@@ -40,6 +40,9 @@ pub struct NodeShared {
     pub ready: AtomicBool,
     /// Which storage node holds an object (None: this node alone).
     pub placement: Option<Placement>,
+    /// This node's name hashed to 32 bits: the high half of the call ids
+    /// its offers carry, so offers from two compute nodes never share one.
+    pub name_tag: u32,
     /// wasmtime-wasi drives some WASI calls (clocks, sleeps) on tokio; each
     /// shard enters this one small runtime so those calls find it.
     tokio: tokio::runtime::Runtime,
@@ -83,6 +86,10 @@ pub fn run(config: Config) -> Result<()> {
         ready: AtomicBool::new(false),
         placement,
         tokio,
+        name_tag: {
+            let digest = <sha2::Sha256 as sha2::Digest>::digest(config.name.as_bytes());
+            u32::from_le_bytes([digest[0], digest[1], digest[2], digest[3]])
+        },
         config,
     });
     start_epoch_ticker(executor.engine.clone())?;
@@ -302,7 +309,13 @@ fn spawn_shard(
                     return;
                 }
             };
-            let shard = LocalShard::install(id, node.clone(), objects, Objects::Local(state));
+            let shard = match LocalShard::install(id, node.clone(), objects, Objects::Local(state)) {
+                Ok(shard) => shard,
+                Err(error) => {
+                    let _ = bound.send(Err(error));
+                    return;
+                }
+            };
             let listeners = (|| -> Result<_> {
                 let (http, http_addr) = bind(addrs.http, "invocation")?;
                 let (upload, upload_addr) = bind(addrs.upload, "upload")?;

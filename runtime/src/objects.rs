@@ -153,11 +153,14 @@ impl Objects {
         match self {
             Objects::Local(store) => Ok(store.delete(user, key).await?),
             Objects::Remote(remote) => {
-                let reply = remote.send(user, key, Method::DELETE, Bytes::new()).await?;
-                if reply.1.status == StatusCode::NOT_FOUND {
-                    return Ok(false);
+                let message = Message::ObjectDelete {
+                    user: user.to_owned(),
+                    key: key.to_vec(),
+                };
+                match remote.request(user, key, &message).await? {
+                    Message::ObjectDeleted { found } => Ok(found),
+                    other => Err(remote.unexpected(user, key, other).await),
                 }
-                remote.expect(reply, &[StatusCode::OK]).map(|_| true)
             }
         }
     }
@@ -167,34 +170,42 @@ impl Objects {
             Objects::Local(store) => Ok(store.list(user).await?),
             Objects::Remote(remote) => {
                 let mut all = Vec::new();
+                let message = Message::ObjectList {
+                    user: user.to_owned(),
+                };
                 for node in &remote.nodes {
-                    let path = format!("/o/{user}/");
                     let reply = remote
-                        .client
+                        .pool
                         .request(
-                            node.upload,
-                            Method::GET,
-                            &path,
-                            None,
-                            Bytes::new(),
-                            REMOTE_BODY_BYTES_MAX,
+                            node.transport,
+                            &message,
+                            Duration::from_millis(PEER_REQUEST_MS_MAX),
                         )
-                        .await?;
-                    let body = remote.expect((node.name.clone(), reply), &[StatusCode::OK])?;
-                    let listed: Vec<serde_json::Value> =
-                        serde_json::from_slice(&body).map_err(|e| ObjectError::Peer {
+                        .await
+                        .map_err(|source| ObjectError::Transport {
                             peer: node.name.clone(),
-                            status: 200,
-                            body: format!("unparsable listing: {e}"),
+                            source,
                         })?;
-                    for entry in listed {
-                        if let (Some(key), Some(size)) =
-                            (entry["key"].as_str(), entry["size"].as_u64())
-                        {
-                            all.push(ObjectInfo {
-                                key: key.as_bytes().to_vec(),
-                                size_bytes: size,
-                            });
+                    match reply {
+                        Message::ObjectListing { entries } => {
+                            all.extend(entries.into_iter().map(|e| ObjectInfo {
+                                key: e.key,
+                                size_bytes: e.size_bytes,
+                            }))
+                        }
+                        Message::Error { code, message } => {
+                            return Err(ObjectError::Peer {
+                                peer: node.name.clone(),
+                                status: 0,
+                                body: format!("{code:?}: {message}"),
+                            })
+                        }
+                        other => {
+                            return Err(ObjectError::Peer {
+                                peer: node.name.clone(),
+                                status: 0,
+                                body: format!("unexpected reply {:?}", other.kind()),
+                            })
                         }
                     }
                 }
@@ -207,7 +218,11 @@ impl Objects {
 
 impl RemoteObjects {
     /// The storage node that holds (user, key).
-    async fn node_for(&self, user: &str, key: &[u8]) -> Result<&RemoteNode, ObjectError> {
+    pub(crate) async fn node_for(
+        &self,
+        user: &str,
+        key: &[u8],
+    ) -> Result<&RemoteNode, ObjectError> {
         let location = self.placement.locate(user, key).await?;
         self.nodes
             .iter()
@@ -353,8 +368,13 @@ pub fn encode_key(key: &[u8]) -> String {
 /// Serves compute nodes' object reads and writes on a transport listener,
 /// from this shard's objects.
 pub async fn serve_peers(listener: glommio::net::TcpListener, shard: Rc<LocalShard>) {
+    use ferry_transport::Capabilities;
     let mut config = TransportConfig::new(shard.node.config.name.clone());
-    config.capabilities = ferry_transport::Capabilities::OBJECTS;
+    config.capabilities = if shard.node.config.role.holds_objects() {
+        Capabilities::OBJECTS.with(Capabilities::OFFLOAD)
+    } else {
+        Capabilities::NONE
+    };
     let served = ferry_transport::serve(listener, config, move |message| {
         let shard = shard.clone();
         async move { answer_peer(&shard, message).await }
@@ -365,7 +385,7 @@ pub async fn serve_peers(listener: glommio::net::TcpListener, shard: Rc<LocalSha
     }
 }
 
-async fn answer_peer(shard: &LocalShard, message: Message) -> Message {
+async fn answer_peer(shard: &Rc<LocalShard>, message: Message) -> Message {
     let objects = shard.objects();
     shard
         .node
@@ -410,6 +430,25 @@ async fn answer_peer(shard: &LocalShard, message: Message) -> Message {
                 Err(error) => Message::error(ErrorCode::Internal, error.to_string()),
             }
         }
+        Message::ObjectList { user } => match objects.list(&user).await {
+            Ok(listed) => Message::ObjectListing {
+                entries: listed
+                    .into_iter()
+                    .map(|info| ferry_transport::ObjectEntry {
+                        key: info.key,
+                        size_bytes: info.size_bytes,
+                    })
+                    .collect(),
+            },
+            Err(error) => Message::error(ErrorCode::Internal, error.to_string()),
+        },
+        Message::ObjectDelete { user, key } => match objects.delete(&user, &key).await {
+            Ok(found) => Message::ObjectDeleted { found },
+            Err(ObjectError::Storage(
+                error @ (StorageError::KeyTooLong { .. } | StorageError::BadUser { .. }),
+            )) => Message::error(ErrorCode::BadRequest, error.to_string()),
+            Err(error) => Message::error(ErrorCode::Internal, error.to_string()),
+        },
         Message::ObjectWrite { user, key, data } => match objects.put(&user, &key, &data).await {
             Ok(()) => Message::ObjectWritten {
                 object_bytes: data.len() as u64,
@@ -421,9 +460,12 @@ async fn answer_peer(shard: &LocalShard, message: Message) -> Message {
             )) => Message::error(ErrorCode::BadRequest, error.to_string()),
             Err(error) => Message::error(ErrorCode::Internal, error.to_string()),
         },
+        Message::Offer(offer) => crate::funclet::serve::answer_offer(shard, offer).await,
+        Message::Pages(pages) => crate::funclet::serve::answer_pages(shard, pages).await,
+        Message::Module(upload) => crate::peers::answer_module(shard, upload).await,
         other => Message::error(
             ErrorCode::BadRequest,
-            format!("a storage node does not answer {:?}", other.kind()),
+            format!("a node does not answer {:?}", other.kind()),
         ),
     }
 }

@@ -197,6 +197,7 @@ impl Registry {
             module,
             pre,
             facts: facts.clone(),
+            image: Default::default(),
         });
         let module = match run_zygote(executor, function.clone()).await.map_err(|e| {
             UploadError::Invalid(format!(
@@ -323,6 +324,7 @@ fn load(executor: &Executor, user_dir: &Path, user: &str, name: &str) -> Result<
             exports_ctors: meta.exports_ctors,
             exports_zygote: meta.exports_zygote,
         },
+        image: Default::default(),
     })
 }
 

@@ -16,10 +16,12 @@ use futures::future::{FutureExt, Shared};
 use wasmtime::{bail, format_err as anyhow, Result};
 
 use crate::exec::{CallCtx, CallResult, CallSpec, Entry, Function};
+use crate::funclet::serve::Slots;
 use crate::limits;
 use crate::metrics::FunctionMetrics;
 use crate::node::NodeShared;
 use crate::objects::Objects;
+use crate::peers::Peers;
 
 thread_local! {
     static CURRENT: RefCell<Option<Rc<LocalShard>>> = const { RefCell::new(None) };
@@ -42,6 +44,10 @@ pub struct LocalShard {
     state: Objects,
     /// This shard's lookups of the node's placement (with its own cache).
     pub placement: Option<ferry_storage::LocalPlacement>,
+    /// The other nodes of the cluster (None for a node started alone).
+    pub peers: Option<Peers>,
+    /// Slots for funclets other nodes offload to this one.
+    pub funclets: Slots,
     in_flight: Cell<usize>,
     metrics: RefCell<HashMap<String, HashMap<String, Rc<FunctionMetrics>>>>,
     chained: RefCell<HashMap<u32, ChainedCall>>,
@@ -66,20 +72,25 @@ impl LocalShard {
         node: Arc<NodeShared>,
         objects: Objects,
         state: Objects,
-    ) -> Rc<LocalShard> {
+    ) -> anyhow::Result<Rc<LocalShard>> {
         let placement = node.placement.as_ref().map(|p| p.local());
+        let peers = Peers::new(&node.config)?;
+        let limits = &node.config.limits;
+        let funclets = Slots::new(limits.offload_slots_max, limits.offload_queue_max);
         let shard = Rc::new(LocalShard {
             id,
             node,
             objects,
             state,
             placement,
+            peers,
+            funclets,
             in_flight: Cell::new(0),
             metrics: RefCell::new(HashMap::new()),
             chained: RefCell::new(HashMap::new()),
         });
         CURRENT.with(|current| *current.borrow_mut() = Some(shard.clone()));
-        shard
+        Ok(shard)
     }
 
     /// The shard of this thread; host functions run only on shards.

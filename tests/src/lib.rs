@@ -297,6 +297,40 @@ impl Node {
         Ok(())
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The value of one sample of `/metrics`, named with its labels as the
+    /// exposition writes them (`ferry_offloads_total{result="accepted"}`);
+    /// 0 when the node does not show it.
+    pub fn metric(&self, sample: &str) -> Result<f64> {
+        let text = self.get(&self.http, "/metrics")?.text();
+        Ok(text
+            .lines()
+            .find_map(|line| {
+                let (name, value) = line.rsplit_once(' ')?;
+                (name == sample).then(|| value.parse().ok())?
+            })
+            .unwrap_or(0.0))
+    }
+
+    /// Waits until `done` holds, checking every 20 ms, for at most `limit`.
+    pub fn wait_for(
+        &self,
+        limit: Duration,
+        mut done: impl FnMut(&Node) -> Result<bool>,
+    ) -> Result<()> {
+        let started = Instant::now();
+        while !done(self)? {
+            if started.elapsed() > limit {
+                bail!("condition not met within {limit:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    }
+
     /// Stops the node (SIGKILL) and waits for it.
     pub fn kill(mut self) -> Result<PathBuf> {
         self.child.kill()?;
@@ -309,5 +343,46 @@ impl Drop for Node {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Nodes of one cluster config, each its own process on its own loopback
+/// address, all sharing one scratch directory.
+pub struct Cluster {
+    pub config: PathBuf,
+    pub scratch: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// Writes a cluster config for `nodes` (name, role, host) with free
+    /// ports, on the embedded backend.
+    pub fn configure(nodes: &[(&str, &str, &str)]) -> Result<Cluster> {
+        let scratch = tempfile::tempdir()?;
+        let mut config = String::from("[storage]\nbackend = \"embedded\"\n");
+        for (name, role, host) in nodes {
+            config.push_str(&format!(
+                "[[nodes]]\nname = \"{name}\"\nrole = \"{role}\"\nhost = \"{host}\"\nhttp_port = {}\nupload_port = {}\ntransport_port = {}\n",
+                free_port(host)?,
+                free_port(host)?,
+                free_port(host)?
+            ));
+        }
+        let path = scratch.path().join("cluster.toml");
+        std::fs::write(&path, &config)?;
+        Ok(Cluster {
+            config: path,
+            scratch,
+        })
+    }
+
+    /// Starts node `name` with its data under the scratch directory.
+    pub fn start(&self, name: &str, functions: bool, extra: &[&str]) -> Result<Node> {
+        Node::start(NodeOptions {
+            functions,
+            data: Some(self.scratch.path().join(name)),
+            cluster: Some((self.config.clone(), name.to_owned())),
+            extra: extra.iter().map(|s| (*s).to_owned()).collect(),
+            ..Default::default()
+        })
     }
 }

@@ -38,6 +38,10 @@ pub struct Function {
     pub module: Module,
     pub pre: InstancePre<CallCtx>,
     pub facts: ModuleFacts,
+    /// Linear memory of a fresh instance (the zygote image), taken the
+    /// first time a funclet of this module is offloaded or run for
+    /// another node: the base its snapshots are measured against.
+    pub image: std::sync::OnceLock<Arc<[u8]>>,
 }
 
 /// Where a call starts.
@@ -173,8 +177,10 @@ impl Executor {
     /// bounds checks compile away): 2 shards x 96 slots is ~0.8 TiB of the
     /// 128 TiB user address space, reserved not committed.
     pub fn new(limits: Limits, shards: usize) -> Result<Executor> {
-        let slots_per_shard =
-            limits.calls_in_flight_max as u32 + limits::INSTANCES_HEADROOM_PER_SHARD;
+        // Calls from outside, funclets run for other nodes, and headroom for
+        // chained calls and uploads.
+        let slots_per_shard = (limits.calls_in_flight_max + limits.offload_slots_max) as u32
+            + limits::INSTANCES_HEADROOM_PER_SHARD;
         let slots = slots_per_shard.saturating_mul(shards as u32);
         let mut pool = PoolingAllocationConfig::new();
         pool.total_core_instances(slots)

@@ -6,7 +6,7 @@ use wasmtime::{format_err as anyhow, Result};
 use wasmtime::{Caller, Linker};
 
 use super::{guest_range, memory, on_shard, read_bytes, write_bytes};
-use crate::exec::{call_i32, lookup_table, rewrite, CallCtx, Mapping};
+use crate::exec::{CallCtx, Mapping};
 use crate::shard::LocalShard;
 
 const WASM_PAGE_BYTES: u64 = 65536;
@@ -218,10 +218,8 @@ fn unmap(mut caller: Caller<'_, CallCtx>, ptr: i32, _len: i32) -> i32 {
     }
 }
 
-/// Runs table element `func` near the object `key`. On an all-in-one node
-/// this node holds every key, so the funclet runs in place, in the
-/// caller's own instance: memory and globals are exactly as `func` leaves
-/// them, as the ABI requires of an offloaded run.
+/// Runs table element `func` near the object `key`: on the storage node
+/// that holds it, or here (`crate::funclet` decides).
 async fn storage_call(
     caller: &mut Caller<'_, CallCtx>,
     key: i32,
@@ -230,14 +228,14 @@ async fn storage_call(
     args: &[i32],
 ) -> Result<i32> {
     const IMPORT: &str = "__faasmndp_storageCallAndAwait";
-    let _key = read_key(caller, key, key_len, IMPORT)?;
-    let table = caller
-        .get_export(rewrite::TABLE_EXPORT)
-        .and_then(|e| e.into_table())
-        .ok_or_else(|| anyhow!("env::{IMPORT}: the module has no function table"))?;
-    let func = lookup_table(&mut *caller, &table, func as u32)
-        .map_err(|e| anyhow!("env::{IMPORT}: {e}"))?;
-    let shard = LocalShard::current(IMPORT)?;
-    shard.node.metrics.funclets_local.inc();
-    call_i32(&mut *caller, &func, args).await
+    let key = read_key(caller, key, key_len, IMPORT)?;
+    crate::funclet::run(
+        caller,
+        crate::funclet::Funclet {
+            key: &key,
+            index: func as u32,
+            args,
+        },
+    )
+    .await
 }

@@ -65,9 +65,12 @@ async fn upload_function(
     };
     let node = &shard.node;
     match node.registry.upload(&node.executor, user, name, wasm).await {
-        Ok(_) => {
+        Ok(function) => {
             node.metrics.uploads.with_label_values(&["ok"]).inc();
             tracing::info!(%user, function = %name, "function uploaded");
+            // Functions are cluster-wide: every node can run this one once
+            // the answer is out.
+            crate::peers::propagate(shard, &function).await;
             text(StatusCode::OK, "Function upload complete")
         }
         Err(UploadError::Invalid(reason)) => {

@@ -85,6 +85,22 @@ pub fn near2(key: &[u8], f: extern "C" fn(i32, i32) -> i32, a1: i32, a2: i32) ->
     }
 }
 
+/// Runs closure `f` near object `key` and returns its result: [`near`]
+/// without statics. The closure and what it borrows live in linear memory,
+/// which travels with the funclet and comes back changed, so it may borrow
+/// the caller's locals mutably; buffers from [`object::get`] taken inside
+/// it must not outlive it.
+pub fn near_with<F: FnMut() -> i32>(key: &[u8], mut f: F) -> i32 {
+    extern "C" fn trampoline<F: FnMut() -> i32>(closure: i32) -> i32 {
+        // SAFETY: `closure` is the address of `f` in `near_with`'s frame,
+        // which outlives this call; nothing else touches `f` meanwhile.
+        let f = unsafe { &mut *(closure as usize as *mut F) };
+        f()
+    }
+    let closure = &mut f as *mut F as usize;
+    near1(key, trampoline::<F>, sys::len(closure))
+}
+
 /// What the host refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Error {

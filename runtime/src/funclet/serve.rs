@@ -1,0 +1,302 @@
+//! The storage side of an offload: admit an Offer into one of this shard's
+//! bounded slots (or decline it at once), instantiate the module from its
+//! zygote image, apply the caller's pages and globals, run the funclet with
+//! `getMmap` served from this node's store, and answer Done with what it
+//! changed.
+//!
+//! A slot is held from admission to Done. An Offer whose pages follow holds
+//! it until they arrive, at most `OFFER_PAGES_WAIT_MS_MAX`; an Offer that
+//! waits for a slot waits at most `OFFER_QUEUE_WAIT_MS_MAX`, then is
+//! declined, so a compute node that gave up never leaves work behind here.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::ops::Range;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use glommio::sync::{Semaphore, StaticPermit};
+use wasmtime::Store;
+
+use super::snapshot::{self, Base, WASM_PAGE_BYTES};
+use crate::exec::{call_i32, describe_failure, table_func, CallCtx, CallSpec, Entry, Function};
+use crate::limits;
+use crate::shard::LocalShard;
+use ferry_transport::{Done, ErrorCode, Message, Offer, PageSet, Pages};
+
+/// How long an Offer may wait for a slot before it is declined; well under
+/// a compute node's offload wait, so the Decline reaches a caller that is
+/// still listening.
+const OFFER_QUEUE_WAIT_MS_MAX: u64 = 2_000;
+
+/// This shard's offload slots and the accepted Offers whose pages have not
+/// arrived yet.
+pub struct Slots {
+    semaphore: Rc<Semaphore>,
+    slots_max: usize,
+    waiting: Cell<usize>,
+    queue_max: usize,
+    pending: RefCell<HashMap<u64, Pending>>,
+    serial: Cell<u32>,
+}
+
+struct Pending {
+    offer: Offer,
+    function: Arc<Function>,
+    slot: u32,
+    _permit: StaticPermit,
+}
+
+impl Slots {
+    pub fn new(slots_max: usize, queue_max: usize) -> Slots {
+        Slots {
+            semaphore: Rc::new(Semaphore::new(slots_max as u64)),
+            slots_max,
+            waiting: Cell::new(0),
+            queue_max,
+            pending: RefCell::new(HashMap::new()),
+            serial: Cell::new(0),
+        }
+    }
+
+    /// Slots free now (for metrics and tests).
+    pub fn free(&self) -> usize {
+        self.semaphore.available() as usize
+    }
+
+    /// A slot, after waiting in the bounded queue if none is free; None
+    /// means decline.
+    async fn admit(&self) -> Option<StaticPermit> {
+        if let Ok(permit) = self.semaphore.try_acquire_static_permit(1) {
+            return Some(permit);
+        }
+        if self.waiting.get() >= self.queue_max {
+            return None;
+        }
+        self.waiting.set(self.waiting.get() + 1);
+        let waited =
+            glommio::timer::timeout(Duration::from_millis(OFFER_QUEUE_WAIT_MS_MAX), async {
+                self.semaphore
+                    .acquire_static_permit(1)
+                    .await
+                    .map_err(|e| glommio::GlommioError::from(std::io::Error::other(e.to_string())))
+            })
+            .await;
+        self.waiting.set(self.waiting.get() - 1);
+        waited.ok()
+    }
+}
+
+/// Answers an Offer: Done (pages rode along), Accept (pages follow),
+/// Decline (busy) or an error (NotFound: send the module first).
+pub async fn answer_offer(shard: &Rc<LocalShard>, mut offer: Offer) -> Message {
+    let Some(function) = module(shard, &offer) else {
+        return Message::error(
+            ErrorCode::NotFound,
+            format!(
+                "no module {} for {}/{}",
+                hex::encode(offer.module_hash),
+                offer.user,
+                offer.function
+            ),
+        );
+    };
+    let slots = &shard.funclets;
+    let Some(permit) = slots.admit().await else {
+        shard
+            .node
+            .metrics
+            .offers
+            .with_label_values(&["declined"])
+            .inc();
+        return Message::Decline {
+            call_id: offer.call_id,
+            reason: format!(
+                "busy: {} funclets running and {} waiting",
+                slots.slots_max,
+                slots.waiting.get()
+            ),
+        };
+    };
+    shard
+        .node
+        .metrics
+        .offers
+        .with_label_values(&["accepted"])
+        .inc();
+    if let Some(pages) = offer.inline_pages.take() {
+        let done = run(shard, &function, &offer, &pages).await;
+        drop(permit);
+        return done;
+    }
+    let call_id = offer.call_id;
+    if slots.pending.borrow().contains_key(&call_id) {
+        return Message::error(
+            ErrorCode::BadRequest,
+            format!("call {call_id} already has an accepted offer"),
+        );
+    }
+    let slot = slots.serial.get().wrapping_add(1);
+    slots.serial.set(slot);
+    slots.pending.borrow_mut().insert(
+        call_id,
+        Pending {
+            offer,
+            function,
+            slot,
+            _permit: permit,
+        },
+    );
+    // Give the slot back if the pages never come.
+    let owner = shard.clone();
+    glommio::spawn_local(async move {
+        glommio::timer::sleep(Duration::from_millis(limits::OFFER_PAGES_WAIT_MS_MAX)).await;
+        let mut pending = owner.funclets.pending.borrow_mut();
+        if pending.get(&call_id).is_some_and(|p| p.slot == slot) {
+            pending.remove(&call_id);
+            owner
+                .node
+                .metrics
+                .offers
+                .with_label_values(&["abandoned"])
+                .inc();
+        }
+    })
+    .detach();
+    Message::Accept { call_id, slot }
+}
+
+/// Answers the pages of an accepted Offer with Done.
+pub async fn answer_pages(shard: &Rc<LocalShard>, pages: Pages) -> Message {
+    let pending = shard.funclets.pending.borrow_mut().remove(&pages.call_id);
+    let Some(pending) = pending else {
+        return Message::error(
+            ErrorCode::NotFound,
+            format!("no accepted offer for call {} (expired?)", pages.call_id),
+        );
+    };
+    run(shard, &pending.function, &pending.offer, &pages.pages).await
+}
+
+/// The function the Offer names, if this node has that very module.
+fn module(shard: &LocalShard, offer: &Offer) -> Option<Arc<Function>> {
+    let function = shard.node.registry.get(&offer.user, &offer.function)?;
+    (function.wasm_sha256 == hex::encode(offer.module_hash)).then_some(function)
+}
+
+enum RunError {
+    /// The funclet trapped (or ran past its deadline): the guest traps.
+    Trap(String),
+    /// This node could not run it (pool full, a bad snapshot): the compute
+    /// node runs it itself.
+    Refused(String),
+}
+
+async fn run(
+    shard: &Rc<LocalShard>,
+    function: &Arc<Function>,
+    offer: &Offer,
+    pages: &PageSet,
+) -> Message {
+    let node = &shard.node;
+    node.metrics.funclets_local.inc();
+    let executor = &node.executor;
+    let image = match snapshot::image(executor, function).await {
+        Ok(image) => image,
+        Err(error) => {
+            return Message::error(
+                ErrorCode::Internal,
+                format!("taking the module image: {error}"),
+            )
+        }
+    };
+    let deadline = Instant::now() + Duration::from_millis(node.config.limits.call_ms_max);
+    let spec = CallSpec {
+        id: offer.call_id as u32,
+        user: offer.user.as_str().into(),
+        function: offer.function.as_str().into(),
+        input: Arc::from(Vec::new()),
+        cmdline: String::new(),
+        entry: Entry::TableIndex(offer.funclet_index),
+        forbid_ndp: false,
+        deadline,
+        depth: 0,
+    };
+    let mut store = executor.store(function.clone(), spec);
+    let ran = glommio::timer::timeout(deadline.saturating_duration_since(Instant::now()), async {
+        Ok(run_in(&mut store, function, offer, pages, &image).await)
+    })
+    .await
+    .unwrap_or_else(|_| Err(RunError::Trap("deadline exceeded".into())));
+    let log = store.data().host_log.clone();
+    if !log.is_empty() {
+        tracing::debug!(call = offer.call_id, user = %offer.user, function = %offer.function, %log, "funclet log");
+    }
+    match ran {
+        Ok(done) => Message::Done(done),
+        Err(RunError::Trap(reason)) => Message::error(ErrorCode::Trap, reason),
+        Err(RunError::Refused(reason)) => Message::error(ErrorCode::Internal, reason),
+    }
+}
+
+async fn run_in(
+    store: &mut Store<CallCtx>,
+    function: &Function,
+    offer: &Offer,
+    pages: &PageSet,
+    image: &[u8],
+) -> Result<Done, RunError> {
+    let refused = |what: &str, e: wasmtime::Error| RunError::Refused(format!("{what}: {e}"));
+    let instance = function
+        .pre
+        .instantiate_async(&mut *store)
+        .await
+        .map_err(|e| refused("instantiating", e))?;
+    let memory = instance
+        .get_memory(&mut *store, "memory")
+        .ok_or_else(|| RunError::Refused("the module exports no memory".into()))?;
+    let size = memory.size(&*store);
+    if u64::from(offer.memory_pages) > size {
+        memory
+            .grow(&mut *store, u64::from(offer.memory_pages) - size)
+            .map_err(|e| refused("growing memory to the caller's size", e))?;
+    }
+    snapshot::apply_pages(memory.data_mut(&mut *store), pages)
+        .map_err(|e| refused("applying the caller's pages", e))?;
+    let globals = snapshot::globals_of(&function.facts, |name| {
+        instance.get_global(&mut *store, name)
+    })
+    .map_err(|e| refused("finding globals", e))?;
+    snapshot::write_globals(&mut *store, &globals, &offer.globals)
+        .map_err(|e| refused("applying the caller's globals", e))?;
+    let trap = |e: wasmtime::Error| RunError::Trap(describe_failure(&e));
+    let func = table_func(store, &instance, offer.funclet_index)
+        .map_err(|e| RunError::Trap(format!("env::__faasmndp_storageCallAndAwait: {e}")))?;
+    let return_value = call_i32(&mut *store, &func, &offer.args)
+        .await
+        .map_err(trap)?;
+    // getMmap buffers hold the object's bytes: they do not travel back.
+    let skip: Vec<Range<usize>> = store
+        .data()
+        .maps
+        .iter()
+        .map(|m| m.addr as usize..m.addr as usize + m.pages as usize * WASM_PAGE_BYTES)
+        .collect();
+    let dirty_pages = snapshot::dirty_pages(
+        memory.data(&*store),
+        &Base {
+            image,
+            applied: Some(pages),
+        },
+        &skip,
+    )
+    .map_err(|e| refused("collecting changed pages", e))?;
+    Ok(Done {
+        call_id: offer.call_id,
+        return_value,
+        globals: snapshot::read_globals(&mut *store, &globals),
+        memory_pages: (memory.data_size(&*store) / WASM_PAGE_BYTES) as u32,
+        dirty_pages,
+    })
+}
