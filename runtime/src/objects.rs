@@ -98,32 +98,51 @@ impl Objects {
         }
     }
 
-    pub async fn stat(&self, user: &str, key: &[u8]) -> Result<Option<u64>, ObjectError> {
-        match self {
-            Objects::Local(store) => Ok(store.stat(user, key).await?),
-            Objects::Remote(remote) => Ok(remote
-                .read(user, key, 0, &mut [])
-                .await?
-                .map(|(size, _)| size)),
-        }
-    }
-
-    /// Reads from `offset` into `dst`; None when the object does not exist.
-    pub async fn read_into(
+    /// Opens `key` for reading: the reader knows the object's size and
+    /// reads that one version (see [`ObjectReader`]). For an object on a
+    /// storage node, this one request also brings the bytes of
+    /// `[offset, offset + len_max)` that fit one request, so an object of
+    /// up to 16 MiB is read in one round trip. `None`: no such object.
+    pub async fn open_read(
         &self,
         user: &str,
         key: &[u8],
         offset: u64,
-        dst: &mut [u8],
-    ) -> Result<Option<usize>, ObjectError> {
+        len_max: u64,
+    ) -> Result<Option<ObjectReader<'_>>, ObjectError> {
         match self {
-            Objects::Local(store) => Ok(store.read_into(user, key, offset, dst).await?),
+            Objects::Local(store) => Ok(store.open_read(user, key).await?.map(ObjectReader::Local)),
             Objects::Remote(remote) => {
-                Ok(remote.read(user, key, offset, dst).await?.map(|(_, n)| n))
+                let want = len_max.min(PEER_CHUNK_BYTES_MAX as u64);
+                Ok(remote
+                    .read_chunk(user, key, offset, want)
+                    .await?
+                    .map(|(size, first)| {
+                        ObjectReader::Remote(RemoteReader {
+                            remote,
+                            user: user.to_owned(),
+                            key: key.to_vec(),
+                            size,
+                            first_offset: offset,
+                            first,
+                        })
+                    }))
             }
         }
     }
 
+    /// Size of the object in bytes, or `None` when it does not exist.
+    pub async fn stat(&self, user: &str, key: &[u8]) -> Result<Option<u64>, ObjectError> {
+        let Some(reader) = self.open_read(user, key, 0, 0).await? else {
+            return Ok(None);
+        };
+        let size = reader.len_bytes();
+        reader.close().await?;
+        Ok(Some(size))
+    }
+
+    /// Up to `len_max` bytes from `offset`, read from one version of the
+    /// object. `None` when it does not exist; empty at or past its end.
     pub async fn get(
         &self,
         user: &str,
@@ -131,22 +150,25 @@ impl Objects {
         offset: u64,
         len_max: u64,
     ) -> Result<Option<Vec<u8>>, ObjectError> {
-        match self {
-            Objects::Local(store) => Ok(store.get(user, key, offset, len_max).await?),
-            Objects::Remote(_) => {
-                let Some(size) = self.stat(user, key).await? else {
-                    return Ok(None);
-                };
-                let len = size.saturating_sub(offset).min(len_max) as usize;
-                let mut bytes = vec![0; len];
-                let n = self
-                    .read_into(user, key, offset, &mut bytes)
-                    .await?
-                    .unwrap_or(0);
-                bytes.truncate(n);
-                Ok(Some(bytes))
+        let Some(reader) = self.open_read(user, key, offset, len_max).await? else {
+            return Ok(None);
+        };
+        let len = reader.len_bytes().saturating_sub(offset).min(len_max);
+        if len > ferry_storage::limits::OBJECT_BYTES_MAX {
+            reader.close().await?;
+            return Err(StorageError::ObjectTooLarge {
+                len_bytes: len,
+                max_bytes: ferry_storage::limits::OBJECT_BYTES_MAX,
             }
+            .into());
         }
+        let mut bytes = vec![0; len as usize];
+        let read = reader.read_into(offset, &mut bytes).await;
+        let closed = reader.close().await;
+        let n = read?;
+        closed?;
+        bytes.truncate(n);
+        Ok(Some(bytes))
     }
 
     pub async fn delete(&self, user: &str, key: &[u8]) -> Result<bool, ObjectError> {
@@ -271,45 +293,31 @@ impl RemoteObjects {
         }
     }
 
-    /// Reads into `dst` from `offset`, a frame of at most
-    /// [`PEER_CHUNK_BYTES_MAX`] at a time: (object size, bytes read), or
-    /// None when the object does not exist.
-    async fn read(
+    /// One transport read of at most [`PEER_CHUNK_BYTES_MAX`] bytes from
+    /// `offset`: (object size, bytes), or None when it does not exist.
+    async fn read_chunk(
         &self,
         user: &str,
         key: &[u8],
         offset: u64,
-        dst: &mut [u8],
-    ) -> Result<Option<(u64, usize)>, ObjectError> {
-        let mut done = 0usize;
-        let mut size = 0u64;
-        loop {
-            let want = (dst.len() - done).min(PEER_CHUNK_BYTES_MAX);
-            let message = Message::ObjectRead {
-                user: user.to_owned(),
-                key: key.to_vec(),
-                offset: offset + done as u64,
-                len_max: want as u64,
-            };
-            match self.request(user, key, &message).await? {
-                Message::ObjectData { found: false, .. } if done == 0 => return Ok(None),
-                Message::ObjectData {
-                    found: true,
-                    object_bytes,
-                    data,
-                    ..
-                } if data.len() <= want => {
-                    size = object_bytes;
-                    dst[done..done + data.len()].copy_from_slice(&data);
-                    done += data.len();
-                    if data.is_empty() || done == dst.len() {
-                        return Ok(Some((size, done)));
-                    }
-                }
-                // Deleted between two chunks: what was read stands.
-                Message::ObjectData { found: false, .. } => return Ok(Some((size, done))),
-                other => return Err(self.unexpected(user, key, other).await),
-            }
+        len_max: u64,
+    ) -> Result<Option<(u64, Bytes)>, ObjectError> {
+        let want = len_max.min(PEER_CHUNK_BYTES_MAX as u64);
+        let message = Message::ObjectRead {
+            user: user.to_owned(),
+            key: key.to_vec(),
+            offset,
+            len_max: want,
+        };
+        match self.request(user, key, &message).await? {
+            Message::ObjectData { found: false, .. } => Ok(None),
+            Message::ObjectData {
+                found: true,
+                object_bytes,
+                data,
+                ..
+            } if data.len() as u64 <= want => Ok(Some((object_bytes, data))),
+            other => Err(self.unexpected(user, key, other).await),
         }
     }
 
@@ -349,6 +357,80 @@ impl RemoteObjects {
             status: reply.status.as_u16(),
             body: String::from_utf8_lossy(&reply.body).into_owned(),
         })
+    }
+}
+
+/// An object opened for reading, from this node's store or a storage
+/// node's. A local reader holds the object open and reads the version it
+/// opened however many reads it takes. A remote reader holds the size and
+/// the first bytes its open brought; a further read (an object past
+/// 16 MiB) asks the storage node again, so an object replaced meanwhile
+/// can mix versions there: the transport keeps no object open across
+/// requests.
+pub enum ObjectReader<'a> {
+    Local(ferry_storage::ObjectReader),
+    Remote(RemoteReader<'a>),
+}
+
+pub struct RemoteReader<'a> {
+    remote: &'a RemoteObjects,
+    user: String,
+    key: Vec<u8>,
+    size: u64,
+    first_offset: u64,
+    first: Bytes,
+}
+
+impl ObjectReader<'_> {
+    pub fn len_bytes(&self) -> u64 {
+        match self {
+            ObjectReader::Local(reader) => reader.len_bytes(),
+            ObjectReader::Remote(reader) => reader.size,
+        }
+    }
+
+    /// Reads `min(dst.len(), size - offset)` bytes from `offset` into the
+    /// start of `dst`; how many.
+    pub async fn read_into(&self, offset: u64, dst: &mut [u8]) -> Result<usize, ObjectError> {
+        match self {
+            ObjectReader::Local(reader) => Ok(reader.read_into(offset, dst).await?),
+            ObjectReader::Remote(reader) => reader.read_into(offset, dst).await,
+        }
+    }
+
+    pub async fn close(self) -> Result<(), ObjectError> {
+        match self {
+            ObjectReader::Local(reader) => Ok(reader.close().await?),
+            ObjectReader::Remote(_) => Ok(()),
+        }
+    }
+}
+
+impl RemoteReader<'_> {
+    async fn read_into(&self, offset: u64, dst: &mut [u8]) -> Result<usize, ObjectError> {
+        let len = self.size.saturating_sub(offset).min(dst.len() as u64) as usize;
+        let mut done = 0usize;
+        if offset == self.first_offset {
+            done = self.first.len().min(len);
+            dst[..done].copy_from_slice(&self.first[..done]);
+        }
+        while done < len {
+            let at = offset + done as u64;
+            match self
+                .remote
+                .read_chunk(&self.user, &self.key, at, (len - done) as u64)
+                .await?
+            {
+                Some((_, data)) if !data.is_empty() => {
+                    let n = data.len().min(len - done);
+                    dst[done..done + n].copy_from_slice(&data[..n]);
+                    done += n;
+                }
+                // Deleted or shortened meanwhile: what was read stands.
+                _ => break,
+            }
+        }
+        Ok(done)
     }
 }
 
@@ -406,18 +488,22 @@ async fn answer_peer(shard: &Rc<LocalShard>, message: Message) -> Message {
             offset,
             len_max,
         } => {
-            let size = match objects.stat(&user, &key).await {
-                Ok(Some(size)) => size,
+            // One open: the size and the bytes are of the same version.
+            let reader = match objects.open_read(&user, &key, offset, len_max).await {
+                Ok(Some(reader)) => reader,
                 Ok(None) => return missing(offset),
                 Err(error) => return Message::error(ErrorCode::Internal, error.to_string()),
             };
+            let size = reader.len_bytes();
             let len = size
                 .saturating_sub(offset)
                 .min(len_max)
                 .min(PEER_CHUNK_BYTES_MAX as u64);
             let mut data = vec![0; len as usize];
-            match objects.read_into(&user, &key, offset, &mut data).await {
-                Ok(Some(n)) => {
+            let read = reader.read_into(offset, &mut data).await;
+            let closed = reader.close().await;
+            match read.and_then(|n| closed.map(|()| n)) {
+                Ok(n) => {
                     data.truncate(n);
                     Message::ObjectData {
                         found: true,
@@ -426,7 +512,6 @@ async fn answer_peer(shard: &Rc<LocalShard>, message: Message) -> Message {
                         data: data.into(),
                     }
                 }
-                Ok(None) => missing(offset),
                 Err(error) => Message::error(ErrorCode::Internal, error.to_string()),
             }
         }

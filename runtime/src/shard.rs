@@ -125,7 +125,31 @@ impl LocalShard {
         let user = spec.user.clone();
         let name = spec.function.clone();
         let id = spec.id;
-        let result = self.node.executor.run(function, spec).await;
+        // DEBUG, so the default filter keeps the call path free of it.
+        let span = tracing::debug_span!(
+            "call",
+            call = id,
+            %user,
+            function = %name,
+            shard = self.id,
+            forbid_ndp = spec.forbid_ndp,
+            return_code = tracing::field::Empty,
+            funclets_offloaded = tracing::field::Empty,
+            funclets_here = tracing::field::Empty,
+            duration_us = tracing::field::Empty,
+        );
+        let result = {
+            use tracing::Instrument;
+            self.node
+                .executor
+                .run(function, spec)
+                .instrument(span.clone())
+                .await
+        };
+        span.record("return_code", result.return_code);
+        span.record("funclets_offloaded", result.funclets_offloaded);
+        span.record("funclets_here", result.funclets_here);
+        span.record("duration_us", result.duration.as_micros() as u64);
         let metrics = self.function_metrics(&user, &name);
         metrics
             .outcome(result.failure.is_some(), result.return_code)

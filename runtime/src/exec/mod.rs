@@ -81,6 +81,9 @@ pub struct CallResult {
     /// memory cap, a host call's refusal).
     pub failure: Option<String>,
     pub duration: Duration,
+    /// Where this call's funclets ran: on other nodes, and on this one.
+    pub funclets_offloaded: u32,
+    pub funclets_here: u32,
 }
 
 impl CallResult {
@@ -92,6 +95,8 @@ impl CallResult {
             log: String::new(),
             failure: Some(reason),
             duration: started.elapsed(),
+            funclets_offloaded: 0,
+            funclets_here: 0,
         }
     }
 }
@@ -119,6 +124,9 @@ pub struct CallCtx {
     /// Lines for the call's log written by host functions (e.g. why a put
     /// failed); use [`CallCtx::log_host`], which keeps it within the log cap.
     pub host_log: String,
+    /// Funclets of this call run on other nodes / on this one.
+    pub funclets_offloaded: u32,
+    pub funclets_here: u32,
     stdout: MemoryOutputPipe,
     stderr: MemoryOutputPipe,
 }
@@ -255,6 +263,8 @@ impl Executor {
             maps: Vec::new(),
             chained: Vec::new(),
             host_log: String::new(),
+            funclets_offloaded: 0,
+            funclets_here: 0,
             stdout,
             stderr,
         };
@@ -391,6 +401,8 @@ fn finish(store: Store<CallCtx>, outcome: Result<i32>, started: Instant) -> Call
         log,
         failure,
         duration: started.elapsed(),
+        funclets_offloaded: ctx.funclets_offloaded,
+        funclets_here: ctx.funclets_here,
     }
 }
 

@@ -86,7 +86,10 @@ pub async fn run(caller: &mut Caller<'_, CallCtx>, funclet: Funclet<'_>) -> wasm
                 .instrument(span)
                 .await
             {
-                Ok(value) => return Ok(value),
+                Ok(value) => {
+                    caller.data_mut().funclets_offloaded += 1;
+                    return Ok(value);
+                }
                 Err(Failure::Trap(reason)) => {
                     shard
                         .node
@@ -163,6 +166,7 @@ async fn run_here(
         .ok_or_else(|| anyhow!("env::{IMPORT}: the module has no function table"))?;
     let func = lookup_table(&mut *caller, &table, funclet.index)
         .map_err(|e| anyhow!("env::{IMPORT}: {e}"))?;
+    caller.data_mut().funclets_here += 1;
     shard.node.metrics.funclets_local.inc();
     shard
         .node

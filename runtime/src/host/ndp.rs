@@ -126,8 +126,15 @@ async fn get_mmap(
     }
     let shard = LocalShard::current(IMPORT)?;
     let user = caller.data().spec.user.clone();
-    let size = match shard.objects().stat(&user, &key).await {
-        Ok(Some(size)) => size,
+    let offset = offset as u64;
+    // One open: the size that sizes the buffer and the bytes read into it
+    // are of the same version of the object.
+    let reader = match shard
+        .objects()
+        .open_read(&user, &key, offset, max_len as u64)
+        .await
+    {
+        Ok(Some(reader)) => reader,
         Ok(None) => {
             write_len(caller, 0)?;
             return Ok(0);
@@ -139,14 +146,18 @@ async fn get_mmap(
             return Ok(-1);
         }
     };
-    let offset = offset as u64;
-    let len = size.saturating_sub(offset).min(max_len as u64);
+    let len = reader
+        .len_bytes()
+        .saturating_sub(offset)
+        .min(max_len as u64);
     if len == 0 {
+        let _ = reader.close().await;
         write_len(caller, 0)?;
         return Ok(0);
     }
     let cap = caller.data().memory_bytes_max;
     if len > cap {
+        let _ = reader.close().await;
         return Err(anyhow!(
             "env::{IMPORT}: mapping {len} bytes of the object exceeds the memory cap of {cap} bytes"
         ));
@@ -155,7 +166,13 @@ async fn get_mmap(
     let addr = match reuse_mapping(caller.data_mut(), pages) {
         Some(addr) => addr,
         None => {
-            let old_pages = mem.grow(&mut *caller, u64::from(pages))?;
+            let old_pages = match mem.grow(&mut *caller, u64::from(pages)) {
+                Ok(old_pages) => old_pages,
+                Err(error) => {
+                    let _ = reader.close().await;
+                    return Err(error);
+                }
+            };
             let addr = (old_pages * WASM_PAGE_BYTES) as u32;
             caller.data_mut().maps.push(Mapping {
                 addr,
@@ -167,16 +184,12 @@ async fn get_mmap(
     };
     let start = addr as usize;
     let dst = &mut mem.data_mut(&mut *caller)[start..start + len as usize];
-    match shard.objects().read_into(&user, &key, offset, dst).await {
-        Ok(Some(n)) => {
+    let read = reader.read_into(offset, dst).await;
+    let closed = reader.close().await;
+    match read.and_then(|n| closed.map(|()| n)) {
+        Ok(n) => {
             write_len(caller, n as u32)?;
             Ok(addr as i32)
-        }
-        Ok(None) => {
-            // Deleted between stat and read.
-            release_mapping(caller.data_mut(), addr);
-            write_len(caller, 0)?;
-            Ok(0)
         }
         Err(error) => {
             release_mapping(caller.data_mut(), addr);

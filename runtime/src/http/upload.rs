@@ -151,8 +151,10 @@ async fn put_object(store: &Objects, request: Request<Incoming>, user: &str, key
 }
 
 async fn get_object(store: &Objects, request: &Request<Incoming>, user: &str, key: &[u8]) -> Reply {
-    let size = match store.stat(user, key).await {
-        Ok(Some(size)) => size,
+    // One open for the size, the range check and the bytes: a put landing
+    // meanwhile cannot give the old length with the new bytes.
+    let reader = match store.open_read(user, key, 0, u64::MAX).await {
+        Ok(Some(reader)) => reader,
         Ok(None) => {
             return text(
                 StatusCode::NOT_FOUND,
@@ -161,6 +163,7 @@ async fn get_object(store: &Objects, request: &Request<Incoming>, user: &str, ke
         }
         Err(error) => return storage_error(error),
     };
+    let size = reader.len_bytes();
     let range = match request
         .headers()
         .get(hyper::header::RANGE)
@@ -180,14 +183,22 @@ async fn get_object(store: &Objects, request: &Request<Incoming>, user: &str, ke
                         .headers_mut()
                         .insert(hyper::header::CONTENT_RANGE, value);
                 }
+                let _ = reader.close().await;
                 return reply;
             }
         },
-        Some(Err(_)) => return text(StatusCode::BAD_REQUEST, "Range header is not ASCII"),
+        Some(Err(_)) => {
+            let _ = reader.close().await;
+            return text(StatusCode::BAD_REQUEST, "Range header is not ASCII");
+        }
     };
     let (offset, len) = range.map_or((0, size), |(first, last)| (first, last - first + 1));
-    match store.get(user, key, offset, len).await {
-        Ok(Some(bytes)) => {
+    let mut bytes = vec![0; len as usize];
+    let read = reader.read_into(offset, &mut bytes).await;
+    let closed = reader.close().await;
+    match read.and_then(|n| closed.map(|()| n)) {
+        Ok(n) => {
+            bytes.truncate(n);
             let mut reply = text(
                 if range.is_some() {
                     StatusCode::PARTIAL_CONTENT
@@ -211,10 +222,6 @@ async fn get_object(store: &Objects, request: &Request<Incoming>, user: &str, ke
             }
             reply
         }
-        Ok(None) => text(
-            StatusCode::NOT_FOUND,
-            format!("No object {}", String::from_utf8_lossy(key)),
-        ),
         Err(error) => storage_error(error),
     }
 }
