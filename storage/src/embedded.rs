@@ -21,13 +21,20 @@
 //! fdatasyncs it, renames it over the final name and fsyncs the directory; a
 //! crash leaves the old object or the new one, plus at worst a temp file,
 //! which the next `open` removes.
+//!
+//! **Architecture invariant:** every read of an object goes through one
+//! open file, an [`EmbeddedReader`], whose header gives the size: the size a
+//! read goes by and its bytes are of one version, since puts and deletes
+//! change names, never an inode a reader holds. Object files are opened
+//! through [`dma::open_existing`], never glommio's `dma_open` on the path
+//! (which panics if a delete unlinks the file while it opens it).
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use glommio::io::{DmaFile, OpenOptions, ReadResult};
+use glommio::io::{DmaFile, OpenOptions};
 use sha2::{Digest, Sha256};
 
 use crate::dma::{self, align_up};
@@ -37,6 +44,10 @@ use crate::limits::{
     BLOCK_BYTES, HEADER_BYTES, HEADER_FIXED_BYTES, HEAD_DATA_BYTES_MAX, IO_CHUNKS_IN_FLIGHT_MAX,
     KEY_BYTES_MAX, LIST_OBJECTS_MAX, OBJECT_BYTES_MAX, USER_BYTES_MAX,
 };
+
+mod reader;
+
+pub use reader::EmbeddedReader;
 
 const OBJECTS_DIR: &str = "objects";
 const PROBE_FILE: &str = ".dma-probe";
@@ -92,16 +103,6 @@ struct Inner {
     object_bytes_max: u64,
     key_bytes_max: usize,
     user_bytes_max: usize,
-}
-
-/// An object file opened for reading, with its checked header.
-struct Opened {
-    file: DmaFile,
-    path: PathBuf,
-    /// The first read: the header block and, for reads near the start, the
-    /// first data bytes.
-    head: ReadResult,
-    data_len: u64,
 }
 
 impl EmbeddedStore {
@@ -203,13 +204,31 @@ impl EmbeddedStore {
         sync_dir(&dir).await
     }
 
+    /// Opens the object for reading: one version of it, held until the
+    /// reader is closed, whose size and bytes stay the same whatever puts
+    /// and deletes of the key happen meanwhile (see [`EmbeddedReader`]).
+    /// `None` when the object does not exist.
+    ///
+    /// The open reads the header together with the first
+    /// [`HEAD_DATA_BYTES_MAX`] data bytes, in one I/O: reading a small
+    /// object whole takes no further I/O.
+    pub async fn open_read(
+        &self,
+        user: &str,
+        key: &[u8],
+    ) -> Result<Option<EmbeddedReader>, StorageError> {
+        self.open_reader(user, key, HEAD_DATA_BYTES_MAX as u64)
+            .await
+    }
+
     /// Size of the object in bytes, or `None` when it does not exist.
     pub async fn stat(&self, user: &str, key: &[u8]) -> Result<Option<u64>, StorageError> {
-        let Some(opened) = self.open_object(user, key, 0, 0).await? else {
+        let Some(reader) = self.open_reader(user, key, 0).await? else {
             return Ok(None);
         };
-        dma::close(opened.file, &opened.path).await?;
-        Ok(Some(opened.data_len))
+        let len_bytes = reader.len_bytes();
+        reader.close().await?;
+        Ok(Some(len_bytes))
     }
 
     /// Reads `min(dst.len(), size - offset)` bytes from `offset` into `dst`.
@@ -222,14 +241,15 @@ impl EmbeddedStore {
         dst: &mut [u8],
     ) -> Result<Option<usize>, StorageError> {
         let want_end = offset.saturating_add(dst.len() as u64);
-        let Some(opened) = self.open_object(user, key, offset, want_end).await? else {
+        let head_data_bytes = head_data_bytes(offset, want_end);
+        let Some(reader) = self.open_reader(user, key, head_data_bytes).await? else {
             return Ok(None);
         };
-        let len = opened.data_len.saturating_sub(offset).min(dst.len() as u64) as usize;
-        let read = read_data(&opened, offset, &mut dst[..len]).await;
-        let closed = dma::close(opened.file, &opened.path).await;
-        read.and(closed)?;
-        Ok(Some(len))
+        let read = reader.read_into(offset, dst).await;
+        let closed = reader.close().await;
+        let n = read?;
+        closed?;
+        Ok(Some(n))
     }
 
     /// Reads up to `len_max` bytes from `offset`. `None` when the object does
@@ -242,10 +262,11 @@ impl EmbeddedStore {
         len_max: u64,
     ) -> Result<Option<Vec<u8>>, StorageError> {
         let want_end = offset.saturating_add(len_max);
-        let Some(opened) = self.open_object(user, key, offset, want_end).await? else {
+        let head_data_bytes = head_data_bytes(offset, want_end);
+        let Some(reader) = self.open_reader(user, key, head_data_bytes).await? else {
             return Ok(None);
         };
-        let len = opened.data_len.saturating_sub(offset).min(len_max);
+        let len = reader.len_bytes().saturating_sub(offset).min(len_max);
         // The header is checksummed, so its length is one a put accepted;
         // still, never size an allocation past what the store would accept.
         let read = if len > self.inner.object_bytes_max {
@@ -255,9 +276,12 @@ impl EmbeddedStore {
             })
         } else {
             let mut data = vec![0u8; len as usize];
-            read_data(&opened, offset, &mut data).await.map(|()| data)
+            reader.read_into(offset, &mut data).await.map(|n| {
+                debug_assert_eq!(n, data.len());
+                data
+            })
         };
-        let closed = dma::close(opened.file, &opened.path).await;
+        let closed = reader.close().await;
         let data = read?;
         closed?;
         Ok(Some(data))
@@ -336,15 +360,10 @@ impl EmbeddedStore {
         user: &str,
         path: &Path,
     ) -> Result<Option<ObjectInfo>, StorageError> {
-        let file = match OpenOptions::new().read(true).dma_open(path).await {
-            Ok(file) => file,
-            Err(e) => {
-                let e = os_error(e);
-                if e.kind() == std::io::ErrorKind::NotFound {
-                    return Ok(None);
-                }
-                return Err(StorageError::io("opening object", path, e));
-            }
+        // Not `dma_open(path)`: a delete may unlink the file at any moment
+        // (see `dma::open_existing`).
+        let Some(file) = dma::open_existing(path).await? else {
+            return Ok(None);
         };
         let checked = async {
             dma::check_alignment(&file, path)?;
@@ -376,69 +395,19 @@ impl EmbeddedStore {
         Ok(Some(info))
     }
 
-    /// Opens the object and checks its header. The first read also fetches
-    /// data bytes up to `want_end` when the wanted range starts within the
-    /// first [`HEAD_DATA_BYTES_MAX`] bytes: a small object costs one I/O.
-    async fn open_object(
+    /// Opens a reader on the object after checking user and key; its first
+    /// read fetches `head_data_bytes` of data with the header.
+    async fn open_reader(
         &self,
         user: &str,
         key: &[u8],
-        offset: u64,
-        want_end: u64,
-    ) -> Result<Option<Opened>, StorageError> {
+        head_data_bytes: u64,
+    ) -> Result<Option<EmbeddedReader>, StorageError> {
         self.check_user(user)?;
         self.check_key(key)?;
         self.probe().await?;
         let path = self.user_dir(user).join(object_file_name(user, key));
-        // Known glommio 0.9 behaviour: dma_open looks the path up a second
-        // time (statfs) after opening and panics if a concurrent delete
-        // removed it in between.
-        let file = match OpenOptions::new().read(true).dma_open(&path).await {
-            Ok(file) => file,
-            Err(e) => {
-                let e = os_error(e);
-                if e.kind() == std::io::ErrorKind::NotFound {
-                    return Ok(None);
-                }
-                return Err(StorageError::io("opening object", path, e));
-            }
-        };
-        let head_data_bytes = if offset < HEAD_DATA_BYTES_MAX as u64 {
-            align_up(want_end.min(HEAD_DATA_BYTES_MAX as u64))
-        } else {
-            0
-        };
-        let checked = async {
-            dma::check_alignment(&file, &path)?;
-            let head = file
-                .read_at_aligned(0, HEADER_BYTES + head_data_bytes as usize)
-                .await
-                .map_err(|e| StorageError::io("reading object header", &path, os_error(e)))?;
-            let header =
-                header::decode(&head).map_err(|reason| StorageError::corrupt(&path, reason))?;
-            if header.user != user.as_bytes() || header.key != key {
-                return Err(StorageError::corrupt(
-                    &path,
-                    "header names another user or key (hash collision or misplaced file)",
-                ));
-            }
-            let data_len = header.data_len;
-            Ok((head, data_len))
-        }
-        .await;
-        match checked {
-            Ok((head, data_len)) => Ok(Some(Opened {
-                file,
-                path,
-                head,
-                data_len,
-            })),
-            Err(e) => {
-                // The first error is the one worth reporting.
-                let _ = dma::close(file, &path).await;
-                Err(e)
-            }
-        }
+        EmbeddedReader::open(path, user, key, head_data_bytes).await
     }
 
     /// Creates a temp file in `dir`, creating `dir` on a user's first put.
@@ -451,6 +420,11 @@ impl EmbeddedStore {
         loop {
             tries += 1;
             let path = dir.join(temp_file_name());
+            // `dma_open` on the path is safe here, unlike for object files
+            // (see `dma::open_existing`): nothing but this put knows the
+            // fresh name, so nothing unlinks it before glommio's statfs
+            // (only a second `open` of the root would, which `open` rules
+            // out while puts run).
             let opened = OpenOptions::new()
                 .read(true)
                 .write(true)
@@ -515,27 +489,15 @@ impl EmbeddedStore {
     }
 }
 
-/// Copies data bytes `[offset, offset + dst.len())` into `dst`, from the
-/// head read where it has them and from the file for the rest. The caller
-/// has clipped `dst` to the object's size.
-async fn read_data(opened: &Opened, offset: u64, dst: &mut [u8]) -> Result<(), StorageError> {
-    debug_assert!(offset + dst.len() as u64 <= opened.data_len);
-    if dst.is_empty() {
-        return Ok(());
+/// Data bytes a read of `[offset, want_end)` fetches with the header: up to
+/// `want_end` when the range starts within the first
+/// [`HEAD_DATA_BYTES_MAX`] bytes, so a small object costs one I/O.
+fn head_data_bytes(offset: u64, want_end: u64) -> u64 {
+    if offset < HEAD_DATA_BYTES_MAX as u64 {
+        align_up(want_end.min(HEAD_DATA_BYTES_MAX as u64))
+    } else {
+        0
     }
-    let head_data = opened.head.len().saturating_sub(HEADER_BYTES) as u64;
-    let head_data = head_data.min(opened.data_len);
-    let mut done = 0usize;
-    if offset < head_data {
-        done = (head_data - offset).min(dst.len() as u64) as usize;
-        let from = HEADER_BYTES + offset as usize;
-        dst[..done].copy_from_slice(&opened.head[from..from + done]);
-    }
-    if done < dst.len() {
-        let pos = HEADER_BYTES as u64 + offset + done as u64;
-        dma::read_exact_at(&opened.file, &opened.path, pos, &mut dst[done..]).await?;
-    }
-    Ok(())
 }
 
 async fn write_and_sync(

@@ -45,6 +45,15 @@ pub enum StorageError {
     #[error("object file {path} is corrupt: {reason}")]
     Corrupt { path: PathBuf, reason: String },
 
+    /// The object a reader was opened on was replaced or removed since, and
+    /// the store no longer holds the version the reader stands for: RADOS
+    /// keeps one version of an object, so a [`crate::RadosReader`] whose
+    /// object is larger than its first read fails this way rather than
+    /// return bytes of another version. Open a new reader to read the
+    /// object as it is now.
+    #[error("object {object} was replaced or removed after it was opened for reading")]
+    ObjectChanged { object: String },
+
     /// A librados call failed. `code` is its return value, a negative
     /// errno (`-2`, ENOENT, for a missing pool); `object` is the RADOS
     /// object name, or what else the operation was about (the config file

@@ -12,6 +12,8 @@
 //! Prerequisites, which the node checks at start-up:
 //! - Linux with io_uring (5.8 or later): all file I/O goes through glommio's
 //!   ring with O_DIRECT, on a filesystem that supports O_DIRECT (ext4, xfs).
+//!   `/proc` mounted: object files are reopened for DMA through
+//!   `/proc/<pid>/fd` (see `dma::open_existing`).
 //! - Locked memory for glommio: each executor registers its I/O buffers
 //!   (`io_memory`, 10 MiB by default) and its rings with the kernel, so
 //!   `RLIMIT_MEMLOCK` must cover that per shard, or the process needs
@@ -36,10 +38,10 @@ mod object_store;
 mod placement;
 mod rados;
 
-pub use embedded::{EmbeddedStore, ObjectInfo, StoreConfig};
+pub use embedded::{EmbeddedReader, EmbeddedStore, ObjectInfo, StoreConfig};
 pub use error::StorageError;
-pub use object_store::ObjectStore;
+pub use object_store::{ObjectReader, ObjectStore};
 pub use placement::{
     CephLocation, CephNode, CephPlacementConfig, LocalPlacement, Location, Placement,
 };
-pub use rados::{RadosConfig, RadosStore};
+pub use rados::{RadosConfig, RadosReader, RadosStore};

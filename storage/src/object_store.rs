@@ -1,12 +1,14 @@
-//! [`ObjectStore`]: the one type the runtime holds to reach objects.
+//! [`ObjectStore`]: the one type the runtime holds to reach objects, and
+//! [`ObjectReader`], one object opened for reading through it.
 
-use crate::embedded::{EmbeddedStore, ObjectInfo};
+use crate::embedded::{EmbeddedReader, EmbeddedStore, ObjectInfo};
 use crate::error::StorageError;
-use crate::rados::RadosStore;
+use crate::rados::{RadosReader, RadosStore};
 
 /// An object store of one of the supported kinds. Every method behaves the
 /// same whichever kind is behind it (`tests/conformance.rs` holds both to
-/// one suite); see [`EmbeddedStore`] and [`RadosStore`] for the details of
+/// one suite), except where its docs say otherwise (`open_read` on large
+/// objects); see [`EmbeddedStore`] and [`RadosStore`] for the details of
 /// each.
 #[derive(Debug, Clone)]
 pub enum ObjectStore {
@@ -36,6 +38,31 @@ impl ObjectStore {
             ObjectStore::Embedded(store) => store.put(user, key, data).await,
             ObjectStore::Rados(store) => store.put(user, key, data).await,
         }
+    }
+
+    /// Opens the object for reading in parts: a reader knows the object's
+    /// size and reads from that one version, however many reads it takes,
+    /// while puts and deletes of the key go on. Use it, not `stat` and then
+    /// `read_into` (two opens, which a put in between makes disagree),
+    /// whenever the size decides what is read. `None` when the object does
+    /// not exist.
+    ///
+    /// The embedded store always reads the version opened. The RADOS store
+    /// reads it when the object fits its first read (64 KiB); for a larger
+    /// object replaced or removed while the reader is open, reads fail
+    /// with [`StorageError::ObjectChanged`] (see [`RadosReader`]).
+    pub async fn open_read(
+        &self,
+        user: &str,
+        key: &[u8],
+    ) -> Result<Option<ObjectReader>, StorageError> {
+        Ok(match self {
+            ObjectStore::Embedded(store) => store
+                .open_read(user, key)
+                .await?
+                .map(ObjectReader::Embedded),
+            ObjectStore::Rados(store) => store.open_read(user, key).await?.map(ObjectReader::Rados),
+        })
     }
 
     /// Size of the object in bytes, or `None` when it does not exist.
@@ -89,6 +116,44 @@ impl ObjectStore {
         match self {
             ObjectStore::Embedded(store) => store.list(user).await,
             ObjectStore::Rados(store) => store.list(user).await,
+        }
+    }
+}
+
+/// One version of an object, opened by [`ObjectStore::open_read`]: its size
+/// and its bytes, read in as many parts as the caller likes. Close it with
+/// [`ObjectReader::close`]. It belongs to the shard that opened it.
+#[derive(Debug)]
+pub enum ObjectReader {
+    /// An object file held open.
+    Embedded(EmbeddedReader),
+    /// A RADOS object's size, version and first bytes.
+    Rados(RadosReader),
+}
+
+impl ObjectReader {
+    /// Size of the object in bytes, at the version opened.
+    pub fn len_bytes(&self) -> u64 {
+        match self {
+            ObjectReader::Embedded(reader) => reader.len_bytes(),
+            ObjectReader::Rados(reader) => reader.len_bytes(),
+        }
+    }
+
+    /// Reads `min(dst.len(), len_bytes - offset)` bytes from `offset` into
+    /// the start of `dst` and returns how many; 0 at or past the end.
+    pub async fn read_into(&self, offset: u64, dst: &mut [u8]) -> Result<usize, StorageError> {
+        match self {
+            ObjectReader::Embedded(reader) => reader.read_into(offset, dst).await,
+            ObjectReader::Rados(reader) => reader.read_into(offset, dst).await,
+        }
+    }
+
+    /// Closes the reader, reporting what closing its file found.
+    pub async fn close(self) -> Result<(), StorageError> {
+        match self {
+            ObjectReader::Embedded(reader) => reader.close().await,
+            ObjectReader::Rados(reader) => reader.close().await,
         }
     }
 }

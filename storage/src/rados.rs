@@ -11,11 +11,15 @@
 //! creates or replaces the whole object, acknowledged once every replica has
 //! it, so readers see the old object or the new one, never a mix; a read
 //! stats and reads in one operation, so the size it goes by and the bytes it
-//! returns are from the same version.
+//! returns are from the same version. A [`RadosReader`], which reads one
+//! object in several operations, asserts the version it opened on every
+//! one of them: RADOS keeps no old versions to read, so a reader whose
+//! object changed fails rather than mix versions (see [`reader`]).
 
 mod cluster;
 mod ffi;
 pub(crate) mod names;
+mod reader;
 mod workers;
 
 use std::ffi::CString;
@@ -24,6 +28,7 @@ use std::sync::Arc;
 
 pub(crate) use self::cluster::Cluster;
 use self::cluster::{c_string, Errno};
+pub use self::reader::RadosReader;
 use self::workers::{Lost, Workers};
 use crate::embedded::ObjectInfo;
 use crate::error::StorageError;
@@ -233,6 +238,21 @@ impl RadosStore {
         .await
     }
 
+    /// Opens the object for reading in parts: its size and first bytes in
+    /// one operation, and later reads from that same version or failing
+    /// with [`StorageError::ObjectChanged`] (see [`RadosReader`]). `None`
+    /// when the object does not exist.
+    pub async fn open_read(
+        &self,
+        user: &str,
+        key: &[u8],
+    ) -> Result<Option<RadosReader>, StorageError> {
+        self.check_user(user)?;
+        self.check_key(key)?;
+        let (name, c_name) = object_names(user, key)?;
+        RadosReader::open(self.clone(), name, c_name).await
+    }
+
     /// Size of the object in bytes, or `None` when it does not exist.
     pub async fn stat(&self, user: &str, key: &[u8]) -> Result<Option<u64>, StorageError> {
         self.check_user(user)?;
@@ -428,7 +448,8 @@ fn read_into_blocking(
         let rest = &mut dst[done..done + want];
         // SAFETY: `rest` is `want` writable bytes, `want` at most
         // RADOS_READ_OP_BYTES_MAX.
-        let Some(read) = (unsafe { cluster.stat_and_read(name, pos, rest.as_mut_ptr(), want)? })
+        let Some(read) =
+            (unsafe { cluster.stat_and_read(name, pos, rest.as_mut_ptr(), want, None)? })
         else {
             return Ok(None);
         };
@@ -460,7 +481,8 @@ fn get_blocking(
         let mut buf: Vec<u8> = Vec::with_capacity(ask);
         // SAFETY: `buf` has room for `ask` bytes, at most
         // RADOS_READ_OP_BYTES_MAX (alloc_max is capped there at connect).
-        let Some(read) = (unsafe { cluster.stat_and_read(name, offset, buf.as_mut_ptr(), ask)? })
+        let Some(read) =
+            (unsafe { cluster.stat_and_read(name, offset, buf.as_mut_ptr(), ask, None)? })
         else {
             return Ok(Ok(None));
         };

@@ -11,7 +11,8 @@ use std::pin::Pin;
 
 use anyhow::{anyhow, ensure, Context};
 use ferry_storage::{
-    EmbeddedStore, ObjectInfo, ObjectStore, RadosConfig, RadosStore, StorageError, StoreConfig,
+    EmbeddedStore, ObjectInfo, ObjectReader, ObjectStore, RadosConfig, RadosStore, StorageError,
+    StoreConfig,
 };
 
 use common::{check_same, on_executor, pattern, run_cases, Case, Ceph, Tally, MIB};
@@ -42,6 +43,8 @@ suite!(
     list_sorted_with_sizes,
     limits_rejected,
     concurrent_calls,
+    reader_keeps_its_version,
+    reader_reads_a_large_object_in_parts,
 );
 
 fn main() {
@@ -429,5 +432,130 @@ async fn concurrent_calls(store: &ObjectStore, user: &str) -> anyhow::Result<()>
         task.await?;
     }
     ensure!(store.list(user).await?.len() == 96);
+    Ok(())
+}
+
+/// Reads all of `reader` into a buffer longer than the object, back half
+/// first and front half second (two reads, so anything that changed in
+/// between would show), and checks it is `want`, with nothing written past
+/// its end.
+async fn read_all(reader: &ObjectReader, want: &[u8], what: &str) -> anyhow::Result<()> {
+    ensure!(
+        reader.len_bytes() == want.len() as u64,
+        "{what}: reader says {} bytes, want {}",
+        reader.len_bytes(),
+        want.len()
+    );
+    let mut dst = vec![0xa5u8; want.len() + 4096];
+    let half = want.len() / 2;
+    let n = reader.read_into(half as u64, &mut dst[half..]).await?;
+    ensure!(n == want.len() - half, "{what}: back half gave {n} bytes");
+    let n = reader.read_into(0, &mut dst[..half]).await?;
+    ensure!(n == half, "{what}: front half gave {n} bytes");
+    check_same(&dst[..want.len()], want, what)?;
+    ensure!(
+        dst[want.len()..].iter().all(|&b| b == 0xa5),
+        "{what}: read past the object's end"
+    );
+    let n = reader.read_into(want.len() as u64, &mut dst).await?;
+    ensure!(n == 0, "{what}: {n} bytes at the end");
+    Ok(())
+}
+
+/// A reader opened before the key is replaced (by a longer or a shorter
+/// object) or deleted still gives the old version's length and bytes, all
+/// of them; the store meanwhile has the new state. These objects fit the
+/// first read of a RADOS reader, so both backends must pass.
+async fn reader_keeps_its_version(store: &ObjectStore, user: &str) -> anyhow::Result<()> {
+    ensure!(store.open_read(user, b"nothing").await?.is_none());
+    let changes: [(&str, usize, Option<usize>); 4] = [
+        ("replaced by a longer one", 1000, Some(70_000)),
+        ("replaced by a shorter one", 50_000, Some(10)),
+        ("replaced by an empty one", 4097, Some(0)),
+        ("deleted", 3000, None),
+    ];
+    for (change, old_len, new_len) in changes {
+        let key = format!("k {change}");
+        let key = key.as_bytes();
+        let old = pattern(old_len as u64, old_len);
+        store.put(user, key, &old).await?;
+        let reader = store
+            .open_read(user, key)
+            .await?
+            .ok_or_else(|| anyhow!("{change}: missing after put"))?;
+        match new_len {
+            Some(len) => store.put(user, key, &pattern(len as u64 + 1, len)).await?,
+            None => ensure!(store.delete(user, key).await?, "{change}: nothing deleted"),
+        }
+        let now = store.stat(user, key).await?;
+        ensure!(
+            now == new_len.map(|len| len as u64),
+            "{change}: stat {now:?}"
+        );
+        read_all(&reader, &old, &format!("reader of an object {change}")).await?;
+        reader.close().await?;
+    }
+    Ok(())
+}
+
+/// A reader of a multi-MiB object reads it in parts. When the object is
+/// replaced or deleted meanwhile, the embedded store still reads the old
+/// version; the RADOS store (which keeps no old versions) may instead fail
+/// with `ObjectChanged` for the bytes past its first read, never returning
+/// bytes of the new version.
+async fn reader_reads_a_large_object_in_parts(
+    store: &ObjectStore,
+    user: &str,
+) -> anyhow::Result<()> {
+    let old = pattern(7, 3 * MIB + 5);
+    store.put(user, b"big", &old).await?;
+    // Unchanged: every part is read, across the first read's end.
+    let reader = store
+        .open_read(user, b"big")
+        .await?
+        .ok_or_else(|| anyhow!("missing after put"))?;
+    read_all(&reader, &old, "unchanged object").await?;
+    let mut dst = vec![0u8; MIB];
+    for offset in [0, 60 * 1024, 64 * 1024 - 3, 2 * MIB as u64 + 1] {
+        let n = reader.read_into(offset, &mut dst).await?;
+        let from = offset as usize;
+        check_same(
+            &dst[..n],
+            &old[from..from + MIB],
+            &format!("part at {offset}"),
+        )?;
+    }
+    reader.close().await?;
+
+    // Replaced by a shorter object, or deleted, while open.
+    let rados = matches!(store, ObjectStore::Rados(_));
+    for deleted in [false, true] {
+        let what = if deleted { "deleted" } else { "replaced" };
+        store.put(user, b"big", &old).await?;
+        let reader = store
+            .open_read(user, b"big")
+            .await?
+            .ok_or_else(|| anyhow!("missing after put"))?;
+        if deleted {
+            ensure!(store.delete(user, b"big").await?);
+        } else {
+            store.put(user, b"big", b"short").await?;
+        }
+        let mut dst = vec![0u8; old.len()];
+        match reader.read_into(0, &mut dst).await {
+            Ok(n) => {
+                ensure!(n == old.len(), "{what}: read {n} bytes of {}", old.len());
+                check_same(&dst, &old, &format!("reader of a {what} object"))?;
+            }
+            Err(StorageError::ObjectChanged { .. }) if rados => {
+                // What came with its first operation is still the old object.
+                let mut head = vec![0u8; 1000];
+                ensure!(reader.read_into(0, &mut head).await? == 1000);
+                check_same(&head, &old[..1000], &format!("head of a {what} object"))?;
+            }
+            Err(e) => return Err(e).with_context(|| format!("reading a {what} object")),
+        }
+        reader.close().await?;
+    }
     Ok(())
 }

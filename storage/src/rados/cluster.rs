@@ -41,10 +41,16 @@ impl Drop for Cluster {
     }
 }
 
-/// The size and the bytes read of a stat-and-read.
+/// What a stat-and-read found.
 pub(crate) struct ReadDone {
+    /// The object's size.
     pub(crate) size: u64,
+    /// Bytes read into the caller's buffer.
     pub(crate) read: usize,
+    /// The object's version (RADOS' per-object user version, which every
+    /// write or re-creation raises): what a later read asserts to get bytes
+    /// of this same version or none.
+    pub(crate) version: u64,
 }
 
 impl Cluster {
@@ -168,6 +174,16 @@ impl Cluster {
     /// version of the object. `len == 0` only stats. `None` when the object
     /// does not exist.
     ///
+    /// With `at_version`, the operation first asserts that the object is
+    /// still at that version (from an earlier [`ReadDone`]) and does nothing
+    /// else if it is not: it fails with `-ERANGE` (a newer version) or
+    /// `-EOVERFLOW` (an older one), or gives `None` (removed).
+    ///
+    /// Submitted as an aio operation and waited for at once: the same
+    /// round trip as `rados_read_op_operate`, and the completion is what
+    /// carries the object's version (`rados_get_last_version` would read a
+    /// field of the I/O context that other threads' calls overwrite).
+    ///
     /// # Safety
     /// `dst` must be valid for writes of `len` bytes, and `len` must be at
     /// most `i32::MAX` (librados' limit for one read).
@@ -177,6 +193,7 @@ impl Cluster {
         offset: u64,
         dst: *mut u8,
         len: usize,
+        at_version: Option<u64>,
     ) -> Result<Option<ReadDone>, Errno> {
         debug_assert!(len <= i32::MAX as usize);
         let mut size = 0u64;
@@ -184,12 +201,17 @@ impl Cluster {
         let mut stat_rval: c_int = 0;
         let mut read = 0usize;
         let mut read_rval: c_int = 0;
-        // SAFETY: the op and every out pointer live until `operate` returns;
-        // the caller vouches for `dst`.
-        let rc = unsafe {
+        // SAFETY: the op, the completion and every out pointer live until
+        // the operation has completed (or was never submitted), and are
+        // released after that, once; the caller vouches for `dst`.
+        let (rc, version) = unsafe {
             let op = ffi::rados_create_read_op();
             if op.is_null() {
                 return Err(-libc::ENOMEM);
+            }
+            if let Some(version) = at_version {
+                // First, so that nothing is read from another version.
+                ffi::rados_read_op_assert_version(op, version);
             }
             ffi::rados_read_op_stat(op, &mut size, &mut mtime, &mut stat_rval);
             // A read of length 0 would read the whole object.
@@ -203,10 +225,34 @@ impl Cluster {
                     &mut read_rval,
                 );
             }
-            let rc =
-                ffi::rados_read_op_operate(op, self.ioctx, name.as_ptr(), ffi::OPERATION_NOFLAG);
+            let mut completion: ffi::CompletionT = ptr::null_mut();
+            let rc = ffi::rados_aio_create_completion2(ptr::null_mut(), None, &mut completion);
+            let done = if rc < 0 || completion.is_null() {
+                (if rc < 0 { rc } else { -libc::ENOMEM }, 0)
+            } else {
+                let rc = ffi::rados_aio_read_op_operate(
+                    op,
+                    self.ioctx,
+                    completion,
+                    name.as_ptr(),
+                    ffi::OPERATION_NOFLAG,
+                );
+                let done = if rc < 0 {
+                    (rc, 0)
+                } else {
+                    // Returns when the reply is in and every out pointer
+                    // written (or the op timeout fired).
+                    ffi::rados_aio_wait_for_complete(completion);
+                    (
+                        ffi::rados_aio_get_return_value(completion),
+                        ffi::rados_aio_get_version(completion),
+                    )
+                };
+                ffi::rados_aio_release(completion);
+                done
+            };
             ffi::rados_release_read_op(op);
-            rc
+            done
         };
         if rc == -libc::ENOENT {
             return Ok(None);
@@ -217,7 +263,11 @@ impl Cluster {
         if read > len {
             return Err(-libc::EIO);
         }
-        Ok(Some(ReadDone { size, read }))
+        Ok(Some(ReadDone {
+            size,
+            read,
+            version,
+        }))
     }
 
     /// Size of the object, or `None` when it does not exist.

@@ -4,8 +4,9 @@
 //! is linked in.
 //!
 //! Every function here blocks the calling thread until the cluster answers
-//! (or the client's op timeout fires): call them only on the store's worker
-//! threads, never on a shard.
+//! (or the client's op timeout fires), or starts an operation that the
+//! caller then waits for at once (`rados_aio_*`): call them only on the
+//! store's worker threads, never on a shard.
 
 use std::ffi::{c_char, c_int, c_void};
 
@@ -14,6 +15,9 @@ pub(crate) type IoCtxT = *mut c_void;
 pub(crate) type ListCtxT = *mut c_void;
 pub(crate) type ReadOpT = *mut c_void;
 pub(crate) type WriteOpT = *mut c_void;
+pub(crate) type CompletionT = *mut c_void;
+/// `rados_callback_t`; the store passes none.
+pub(crate) type CallbackT = Option<unsafe extern "C" fn(CompletionT, *mut c_void)>;
 
 /// `LIBRADOS_CREATE_IDEMPOTENT`: create the object if it does not exist.
 pub(crate) const CREATE_IDEMPOTENT: c_int = 0;
@@ -97,12 +101,24 @@ extern "C" {
         bytes_read: *mut usize,
         prval: *mut c_int,
     );
-    pub(crate) fn rados_read_op_operate(
+    pub(crate) fn rados_read_op_assert_version(read_op: ReadOpT, ver: u64);
+    pub(crate) fn rados_aio_read_op_operate(
         read_op: ReadOpT,
         io: IoCtxT,
+        completion: CompletionT,
         oid: *const c_char,
         flags: c_int,
     ) -> c_int;
+
+    pub(crate) fn rados_aio_create_completion2(
+        cb_arg: *mut c_void,
+        cb_complete: CallbackT,
+        pc: *mut CompletionT,
+    ) -> c_int;
+    pub(crate) fn rados_aio_wait_for_complete(c: CompletionT) -> c_int;
+    pub(crate) fn rados_aio_get_return_value(c: CompletionT) -> c_int;
+    pub(crate) fn rados_aio_get_version(c: CompletionT) -> u64;
+    pub(crate) fn rados_aio_release(c: CompletionT);
 
     pub(crate) fn rados_mon_command(
         cluster: RadosT,
