@@ -124,11 +124,18 @@ struct ObjectData {
   data @3 :Data;
 }
 
-# Creates or replaces the whole object.
+# Creates or replaces the whole object: in one message when `offset` is 0
+# and `data` is all `totalBytes` of it; otherwise as a stream of chunks in
+# order on one connection, named by the sender's `writeId`, each answered
+# with ObjectWritten (bytes so far). The object appears, whole, when the
+# last chunk lands; a stream left unfinished leaves the old object.
 struct ObjectWrite {
   user @0 :Text;
   key @1 :Data;
   data @2 :Data;
+  offset @3 :UInt64;           # where `data` goes in the object
+  totalBytes @4 :UInt64;       # the whole object's size
+  writeId @5 :UInt64;          # names the stream (0 for a one-message write)
 }
 
 struct ObjectWritten {

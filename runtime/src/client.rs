@@ -94,7 +94,7 @@ impl Client {
         format!(
             "{}/o/{user}/{}",
             self.upload_url,
-            crate::objects::encode_key(key.as_bytes())
+            encode_key(key.as_bytes())
         )
     }
 }
@@ -112,4 +112,17 @@ impl Reply {
             )
         }
     }
+}
+
+/// Percent-encodes a key for a URL path, keeping `/` and unreserved bytes.
+pub fn encode_key(key: &[u8]) -> String {
+    let mut out = String::with_capacity(key.len());
+    for byte in key {
+        if byte.is_ascii_alphanumeric() || b"-._~/".contains(byte) {
+            out.push(*byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
 }

@@ -20,7 +20,7 @@ pub mod limits;
 pub mod metrics;
 pub mod node;
 pub mod objects;
+pub mod peer_server;
 pub mod peers;
 pub mod registry;
-pub mod remote;
 pub mod shard;

@@ -20,7 +20,6 @@ use crate::limits;
 use crate::metrics::Metrics;
 use crate::objects::{Objects, RemoteNode, RemoteObjects};
 use crate::registry::Registry;
-use crate::remote::PeerClient;
 use crate::shard::LocalShard;
 use ferry_storage::{
     CephNode, CephPlacementConfig, EmbeddedStore, ObjectStore, Placement, RadosConfig, RadosStore,
@@ -164,7 +163,7 @@ enum ObjectsPlan {
 }
 
 impl ObjectsPlan {
-    fn for_shard(&self) -> Result<Objects> {
+    fn for_shard(&self, node: &NodeShared, shard: usize) -> Result<Objects> {
         Ok(match self {
             ObjectsPlan::Local(store) => Objects::Local(store.clone()),
             ObjectsPlan::Remote {
@@ -174,7 +173,10 @@ impl ObjectsPlan {
             } => Objects::Remote(RemoteObjects {
                 nodes: nodes.clone(),
                 placement: placement.local(),
-                client: PeerClient::new(),
+                // Node tag high, shard next: unique across the cluster.
+                next_write_id: std::cell::Cell::new(
+                    (u64::from(node.name_tag) << 32) | ((shard as u64) << 24),
+                ),
                 pool: PeerPool::new(transport.clone())
                     .map_err(|e| anyhow!("starting the transport pool: {e}"))?,
             }),
@@ -240,7 +242,6 @@ fn objects_plan(
                 .iter()
                 .map(|peer| RemoteNode {
                     name: peer.name.clone(),
-                    upload: peer.upload,
                     transport: peer.transport,
                 })
                 .collect();
@@ -302,7 +303,7 @@ fn spawn_shard(
         .blocking_thread_pool_placement(PoolPlacement::Unbound(1))
         .spawn(move || async move {
             let _tokio = node.tokio.enter();
-            let objects = match objects.for_shard() {
+            let objects = match objects.for_shard(&node, id) {
                 Ok(objects) => objects,
                 Err(error) => {
                     let _ = bound.send(Err(error));
@@ -336,7 +337,7 @@ fn spawn_shard(
             let serving_http = glommio::spawn_local(http::serve(http, shard.clone(), Api::Invoke));
             let serving_upload = glommio::spawn_local(http::serve(upload, shard.clone(), Api::Upload));
             let serving_transport = transport.map(|listener| {
-                glommio::spawn_local(crate::objects::serve_peers(listener, shard.clone()))
+                glommio::spawn_local(crate::peer_server::serve_peers(listener, shard.clone()))
             });
             if let Some((startup, ready)) = startup {
                 run_startup(&shard, startup).await;

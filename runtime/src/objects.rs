@@ -2,31 +2,24 @@
 //! or the storage nodes of the cluster. Host functions and the HTTP object
 //! API go through [`Objects`] alone.
 //!
-//! On a compute node of an embedded-store cluster, reads and writes go to
-//! the storage node `Placement` names, over the transport
-//! (`ObjectRead`/`ObjectWrite`, in frames of at most 16 MiB); listing and
-//! deleting, which the transport's messages do not cover, go over that
-//! node's object API.
+//! On a compute node of an embedded-store cluster, every operation goes to
+//! the storage node `Placement` names, over the transport: reads of up to
+//! 16 MiB a request (the first brings the object's size), writes in one
+//! message or streamed in 16 MiB chunks, listings and deletes.
 
 use std::net::SocketAddr;
-use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use hyper::{Method, StatusCode};
 
-use crate::remote::{PeerClient, PeerReply, RemoteError};
-use crate::shard::LocalShard;
 use ferry_storage::{LocalPlacement, ObjectInfo, ObjectStore, StorageError};
-use ferry_transport::{ErrorCode, Message, PeerPool, TransportConfig, TransportError};
+use ferry_transport::{Message, PeerPool, TransportError};
 
 /// What an object operation can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum ObjectError {
     #[error(transparent)]
     Storage(#[from] StorageError),
-    #[error(transparent)]
-    Remote(#[from] RemoteError),
     #[error("storage node {peer} answered {status}: {body}")]
     Peer {
         peer: String,
@@ -49,8 +42,6 @@ pub enum Objects {
 #[derive(Debug, Clone)]
 pub struct RemoteNode {
     pub name: String,
-    /// Its object API (listing, deleting, and objects too large for a frame).
-    pub upload: SocketAddr,
     /// Its transport listener (object reads and writes).
     pub transport: SocketAddr,
 }
@@ -60,41 +51,25 @@ pub struct RemoteNode {
 pub struct RemoteObjects {
     pub nodes: Vec<RemoteNode>,
     pub placement: LocalPlacement,
-    pub client: Rc<PeerClient>,
     /// This shard's transport connections.
     pub pool: PeerPool,
+    /// Names this shard's streamed writes; seeded per node and shard so
+    /// two senders never share one at a storage node.
+    pub next_write_id: std::cell::Cell<u64>,
 }
 
 /// Object bytes one transport frame carries; larger reads take several
-/// requests and larger writes go over HTTP. Well under the transport's
+/// requests and larger writes are streamed in chunks of this size. Well under the transport's
 /// frame cap (128 MiB), so no frame is ever refused for its size.
-const PEER_CHUNK_BYTES_MAX: usize = 16 << 20;
+pub(crate) const PEER_CHUNK_BYTES_MAX: usize = 16 << 20;
 /// A transport request to a storage node that takes longer fails.
 const PEER_REQUEST_MS_MAX: u64 = 30_000;
-/// Largest reply body an HTTP object request brings back (the store's cap).
-const REMOTE_BODY_BYTES_MAX: usize = ferry_storage::limits::OBJECT_BYTES_MAX as usize;
 
 impl Objects {
     pub async fn put(&self, user: &str, key: &[u8], data: &[u8]) -> Result<(), ObjectError> {
         match self {
             Objects::Local(store) => Ok(store.put(user, key, data).await?),
-            Objects::Remote(remote) if data.len() <= PEER_CHUNK_BYTES_MAX => {
-                let message = Message::ObjectWrite {
-                    user: user.to_owned(),
-                    key: key.to_vec(),
-                    data: Bytes::copy_from_slice(data),
-                };
-                match remote.request(user, key, &message).await? {
-                    Message::ObjectWritten { .. } => Ok(()),
-                    other => Err(remote.unexpected(user, key, other).await),
-                }
-            }
-            Objects::Remote(remote) => {
-                let reply = remote
-                    .send(user, key, Method::PUT, Bytes::copy_from_slice(data))
-                    .await?;
-                remote.expect(reply, &[StatusCode::OK]).map(|_| ())
-            }
+            Objects::Remote(remote) => remote.write(user, key, data).await,
         }
     }
 
@@ -128,6 +103,24 @@ impl Objects {
                         })
                     }))
             }
+        }
+    }
+
+    /// Starts writing a whole object of `total_bytes` in parts, on this
+    /// node's store (what a storage node does for a streamed write).
+    pub async fn put_stream(
+        &self,
+        user: &str,
+        key: &[u8],
+        total_bytes: u64,
+    ) -> Result<ferry_storage::PutStream, ObjectError> {
+        match self {
+            Objects::Local(store) => Ok(store.put_stream(user, key, total_bytes).await?),
+            Objects::Remote(_) => Err(ObjectError::Peer {
+                peer: "this node".into(),
+                status: 0,
+                body: "a compute node does not store streamed writes".into(),
+            }),
         }
     }
 
@@ -321,42 +314,49 @@ impl RemoteObjects {
         }
     }
 
-    async fn send(
-        &self,
-        user: &str,
-        key: &[u8],
-        method: Method,
-        body: Bytes,
-    ) -> Result<(String, PeerReply), ObjectError> {
+    /// Writes the whole object on the node that holds it: one message,
+    /// or a stream of chunks in order on one connection (a chunk is copied
+    /// once, into its frame).
+    async fn write(&self, user: &str, key: &[u8], data: &[u8]) -> Result<(), ObjectError> {
         let node = self.node_for(user, key).await?;
-        let path = format!("/o/{user}/{}", encode_key(key));
-        let reply = self
-            .client
-            .request(
-                node.upload,
-                method,
-                &path,
-                None,
-                body,
-                REMOTE_BODY_BYTES_MAX,
-            )
-            .await?;
-        Ok((node.name.clone(), reply))
-    }
-
-    fn expect(
-        &self,
-        (peer, reply): (String, PeerReply),
-        ok: &[StatusCode],
-    ) -> Result<Bytes, ObjectError> {
-        if ok.contains(&reply.status) {
-            return Ok(reply.body);
+        let transport = |source| ObjectError::Transport {
+            peer: node.name.clone(),
+            source,
+        };
+        let timeout = Duration::from_millis(PEER_REQUEST_MS_MAX);
+        let connection = self
+            .pool
+            .peer(node.transport)
+            .map_err(transport)?
+            .connection(std::time::Instant::now() + timeout)
+            .await
+            .map_err(transport)?;
+        let write_id = self.next_write_id.get();
+        self.next_write_id.set(write_id.wrapping_add(1));
+        let mut offset = 0usize;
+        loop {
+            let end = (offset + PEER_CHUNK_BYTES_MAX).min(data.len());
+            let message = Message::ObjectWrite {
+                user: user.to_owned(),
+                key: key.to_vec(),
+                data: Bytes::copy_from_slice(&data[offset..end]),
+                offset: offset as u64,
+                total_bytes: data.len() as u64,
+                write_id,
+            };
+            match connection
+                .request(&message, timeout)
+                .await
+                .map_err(transport)?
+            {
+                Message::ObjectWritten { .. } => {}
+                other => return Err(self.unexpected(user, key, other).await),
+            }
+            offset = end;
+            if offset >= data.len() {
+                return Ok(());
+            }
         }
-        Err(ObjectError::Peer {
-            peer,
-            status: reply.status.as_u16(),
-            body: String::from_utf8_lossy(&reply.body).into_owned(),
-        })
     }
 }
 
@@ -431,126 +431,5 @@ impl RemoteReader<'_> {
             }
         }
         Ok(done)
-    }
-}
-
-/// Percent-encodes a key for a URL path, keeping `/` and unreserved bytes.
-pub fn encode_key(key: &[u8]) -> String {
-    let mut out = String::with_capacity(key.len());
-    for byte in key {
-        if byte.is_ascii_alphanumeric() || b"-._~/".contains(byte) {
-            out.push(*byte as char);
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
-}
-
-/// Serves compute nodes' object reads and writes on a transport listener,
-/// from this shard's objects.
-pub async fn serve_peers(listener: glommio::net::TcpListener, shard: Rc<LocalShard>) {
-    use ferry_transport::Capabilities;
-    let mut config = TransportConfig::new(shard.node.config.name.clone());
-    config.capabilities = if shard.node.config.role.holds_objects() {
-        Capabilities::OBJECTS.with(Capabilities::OFFLOAD)
-    } else {
-        Capabilities::NONE
-    };
-    let served = ferry_transport::serve(listener, config, move |message| {
-        let shard = shard.clone();
-        async move { answer_peer(&shard, message).await }
-    })
-    .await;
-    if let Err(error) = served {
-        tracing::error!(%error, "the transport listener stopped");
-    }
-}
-
-async fn answer_peer(shard: &Rc<LocalShard>, message: Message) -> Message {
-    let objects = shard.objects();
-    shard
-        .node
-        .metrics
-        .peer_requests
-        .with_label_values(&[message.kind().name()])
-        .inc();
-    let missing = |offset| Message::ObjectData {
-        found: false,
-        object_bytes: 0,
-        offset,
-        data: Bytes::new(),
-    };
-    match message {
-        Message::ObjectRead {
-            user,
-            key,
-            offset,
-            len_max,
-        } => {
-            // One open: the size and the bytes are of the same version.
-            let reader = match objects.open_read(&user, &key, offset, len_max).await {
-                Ok(Some(reader)) => reader,
-                Ok(None) => return missing(offset),
-                Err(error) => return Message::error(ErrorCode::Internal, error.to_string()),
-            };
-            let size = reader.len_bytes();
-            let len = size
-                .saturating_sub(offset)
-                .min(len_max)
-                .min(PEER_CHUNK_BYTES_MAX as u64);
-            let mut data = vec![0; len as usize];
-            let read = reader.read_into(offset, &mut data).await;
-            let closed = reader.close().await;
-            match read.and_then(|n| closed.map(|()| n)) {
-                Ok(n) => {
-                    data.truncate(n);
-                    Message::ObjectData {
-                        found: true,
-                        object_bytes: size,
-                        offset,
-                        data: data.into(),
-                    }
-                }
-                Err(error) => Message::error(ErrorCode::Internal, error.to_string()),
-            }
-        }
-        Message::ObjectList { user } => match objects.list(&user).await {
-            Ok(listed) => Message::ObjectListing {
-                entries: listed
-                    .into_iter()
-                    .map(|info| ferry_transport::ObjectEntry {
-                        key: info.key,
-                        size_bytes: info.size_bytes,
-                    })
-                    .collect(),
-            },
-            Err(error) => Message::error(ErrorCode::Internal, error.to_string()),
-        },
-        Message::ObjectDelete { user, key } => match objects.delete(&user, &key).await {
-            Ok(found) => Message::ObjectDeleted { found },
-            Err(ObjectError::Storage(
-                error @ (StorageError::KeyTooLong { .. } | StorageError::BadUser { .. }),
-            )) => Message::error(ErrorCode::BadRequest, error.to_string()),
-            Err(error) => Message::error(ErrorCode::Internal, error.to_string()),
-        },
-        Message::ObjectWrite { user, key, data } => match objects.put(&user, &key, &data).await {
-            Ok(()) => Message::ObjectWritten {
-                object_bytes: data.len() as u64,
-            },
-            Err(ObjectError::Storage(
-                error @ (StorageError::ObjectTooLarge { .. }
-                | StorageError::KeyTooLong { .. }
-                | StorageError::BadUser { .. }),
-            )) => Message::error(ErrorCode::BadRequest, error.to_string()),
-            Err(error) => Message::error(ErrorCode::Internal, error.to_string()),
-        },
-        Message::Offer(offer) => crate::funclet::serve::answer_offer(shard, offer).await,
-        Message::Pages(pages) => crate::funclet::serve::answer_pages(shard, pages).await,
-        Message::Module(upload) => crate::peers::answer_module(shard, upload).await,
-        other => Message::error(
-            ErrorCode::BadRequest,
-            format!("a node does not answer {:?}", other.kind()),
-        ),
     }
 }

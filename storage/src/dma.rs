@@ -244,7 +244,19 @@ pub(crate) async fn write_padded(
     header: &[u8],
     data: &[u8],
 ) -> Result<u64, StorageError> {
+    write_padded_at(file, path, 0, header, data).await
+}
+
+/// [`write_padded`] at file offset `base` (a multiple of the block size).
+pub(crate) async fn write_padded_at(
+    file: &DmaFile,
+    path: &Path,
+    base: u64,
+    header: &[u8],
+    data: &[u8],
+) -> Result<u64, StorageError> {
     debug_assert_eq!(header.len() as u64 % BLOCK_BYTES, 0);
+    debug_assert_eq!(base % BLOCK_BYTES, 0);
     let header_len = header.len() as u64;
     let total = align_up(header_len + data.len() as u64);
     let chunk = IO_CHUNK_BYTES_MAX as u64;
@@ -258,7 +270,7 @@ pub(crate) async fn write_padded(
             let mut buf = file.alloc_dma_buffer(len);
             fill_chunk(buf.as_bytes_mut(), at, header, data);
             let written = file
-                .write_at(buf, at)
+                .write_at(buf, base + at)
                 .await
                 .map_err(|e| StorageError::io("writing", path, os_error(e)))?;
             if written != len {

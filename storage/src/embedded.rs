@@ -46,8 +46,10 @@ use crate::limits::{
 };
 
 mod reader;
+mod writer;
 
 pub use reader::EmbeddedReader;
+pub use writer::EmbeddedWriter;
 
 const OBJECTS_DIR: &str = "objects";
 const PROBE_FILE: &str = ".dma-probe";
@@ -219,6 +221,40 @@ impl EmbeddedStore {
     ) -> Result<Option<EmbeddedReader>, StorageError> {
         self.open_reader(user, key, HEAD_DATA_BYTES_MAX as u64)
             .await
+    }
+
+    /// Starts writing `key` of `user` in parts: `total_bytes` bytes to come
+    /// through [`EmbeddedWriter::write`] in order, then
+    /// [`EmbeddedWriter::finish`] makes the object appear whole and
+    /// durable (as [`EmbeddedStore::put`] does); until then, and after
+    /// [`EmbeddedWriter::abort`], the old object stays.
+    pub async fn put_stream(
+        &self,
+        user: &str,
+        key: &[u8],
+        total_bytes: u64,
+    ) -> Result<EmbeddedWriter, StorageError> {
+        self.check_user(user)?;
+        self.check_key(key)?;
+        crate::error::check_object_len(total_bytes, self.inner.object_bytes_max)?;
+        self.probe().await?;
+        let dir = self.user_dir(user);
+        let final_path = dir.join(object_file_name(user, key));
+        let mut header_block = vec![0u8; HEADER_BYTES];
+        header::encode(&mut header_block, user.as_bytes(), key, total_bytes);
+        let (file, temp_path) = self.create_temp(&dir).await?;
+        if let Err(e) = dma::write_padded(&file, &temp_path, &header_block, &[]).await {
+            let _ = dma::close(file, &temp_path).await;
+            discard_temp(&temp_path).await;
+            return Err(e);
+        }
+        Ok(EmbeddedWriter::new(
+            file,
+            temp_path,
+            final_path,
+            dir,
+            total_bytes,
+        ))
     }
 
     /// Size of the object in bytes, or `None` when it does not exist.

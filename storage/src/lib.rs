@@ -38,9 +38,9 @@ mod object_store;
 mod placement;
 mod rados;
 
-pub use embedded::{EmbeddedReader, EmbeddedStore, ObjectInfo, StoreConfig};
+pub use embedded::{EmbeddedReader, EmbeddedStore, EmbeddedWriter, ObjectInfo, StoreConfig};
 pub use error::StorageError;
-pub use object_store::{ObjectReader, ObjectStore};
+pub use object_store::{ObjectReader, ObjectStore, PutStream};
 pub use placement::{
     CephLocation, CephNode, CephPlacementConfig, LocalPlacement, Location, Placement,
 };

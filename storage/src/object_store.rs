@@ -1,7 +1,7 @@
 //! [`ObjectStore`]: the one type the runtime holds to reach objects, and
 //! [`ObjectReader`], one object opened for reading through it.
 
-use crate::embedded::{EmbeddedReader, EmbeddedStore, ObjectInfo};
+use crate::embedded::{EmbeddedReader, EmbeddedStore, EmbeddedWriter, ObjectInfo};
 use crate::error::StorageError;
 use crate::rados::{RadosReader, RadosStore};
 
@@ -31,6 +31,31 @@ impl From<EmbeddedStore> for ObjectStore {
 }
 
 impl ObjectStore {
+    /// Starts writing a whole object of `total_bytes` in parts; see
+    /// [`PutStream`].
+    pub async fn put_stream(
+        &self,
+        user: &str,
+        key: &[u8],
+        total_bytes: u64,
+    ) -> Result<PutStream, StorageError> {
+        match self {
+            ObjectStore::Embedded(store) => Ok(PutStream::Embedded(
+                store.put_stream(user, key, total_bytes).await?,
+            )),
+            ObjectStore::Rados(store) => {
+                crate::error::check_object_len(total_bytes, crate::limits::OBJECT_BYTES_MAX)?;
+                Ok(PutStream::Rados {
+                    store: store.clone(),
+                    user: user.to_owned(),
+                    key: key.to_vec(),
+                    total_bytes,
+                    parts: Vec::new(),
+                })
+            }
+        }
+    }
+
     /// Stores `data` as `key` of `user`, replacing any object there; durable
     /// when it returns `Ok`.
     pub async fn put(&self, user: &str, key: &[u8], data: &[u8]) -> Result<(), StorageError> {
@@ -154,6 +179,71 @@ impl ObjectReader {
         match self {
             ObjectReader::Embedded(reader) => reader.close().await,
             ObjectReader::Rados(reader) => reader.close().await,
+        }
+    }
+}
+
+/// An object being written in parts ([`ObjectStore::put_stream`]): parts
+/// in order, then `finish`; the old object stays until then.
+#[derive(Debug)]
+pub enum PutStream {
+    Embedded(EmbeddedWriter),
+    /// RADOS has no rename to make a partly written object appear whole,
+    /// so the parts gather in memory (bounded by the object cap) and go to
+    /// the cluster in one `write_full` at the end.
+    Rados {
+        store: RadosStore,
+        user: String,
+        key: Vec<u8>,
+        total_bytes: u64,
+        parts: Vec<u8>,
+    },
+}
+
+impl PutStream {
+    pub async fn write(&mut self, part: &[u8]) -> Result<(), StorageError> {
+        match self {
+            PutStream::Embedded(writer) => writer.write(part).await,
+            PutStream::Rados {
+                total_bytes, parts, ..
+            } => {
+                let after = parts.len() as u64 + part.len() as u64;
+                if after > *total_bytes {
+                    return Err(StorageError::ObjectTooLarge {
+                        len_bytes: after,
+                        max_bytes: *total_bytes,
+                    });
+                }
+                parts.extend_from_slice(part);
+                Ok(())
+            }
+        }
+    }
+
+    pub async fn finish(self) -> Result<(), StorageError> {
+        match self {
+            PutStream::Embedded(writer) => writer.finish().await,
+            PutStream::Rados {
+                store,
+                user,
+                key,
+                total_bytes,
+                parts,
+            } => {
+                if parts.len() as u64 != total_bytes {
+                    return Err(StorageError::ObjectTooLarge {
+                        len_bytes: parts.len() as u64,
+                        max_bytes: total_bytes,
+                    });
+                }
+                store.put(&user, &key, &parts).await
+            }
+        }
+    }
+
+    pub async fn abort(self) {
+        if let PutStream::Embedded(writer) = self {
+            writer.abort().await;
         }
     }
 }

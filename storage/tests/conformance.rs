@@ -45,6 +45,7 @@ suite!(
     concurrent_calls,
     reader_keeps_its_version,
     reader_reads_a_large_object_in_parts,
+    streamed_writes_appear_whole_when_finished,
 );
 
 fn main() {
@@ -557,5 +558,53 @@ async fn reader_reads_a_large_object_in_parts(
         }
         reader.close().await?;
     }
+    Ok(())
+}
+
+/// A streamed write: parts of any size, in order; the old object stays
+/// readable until `finish`, an aborted or short stream leaves it, and a
+/// part past the announced size is refused.
+async fn streamed_writes_appear_whole_when_finished(
+    store: &ObjectStore,
+    user: &str,
+) -> anyhow::Result<()> {
+    let old = pattern(3, 5000);
+    store.put(user, b"s", &old).await?;
+    let new = pattern(4, 2 * MIB + 4097);
+    let mut stream = store.put_stream(user, b"s", new.len() as u64).await?;
+    // Unaligned parts, then block-aligned ones, then the rest.
+    let cuts = [0, 1, 4096 + 3, MIB, MIB + 4096 * 3, new.len()];
+    for pair in cuts.windows(2) {
+        stream.write(&new[pair[0]..pair[1]]).await?;
+        let seen = store.get(user, b"s", 0, u64::MAX).await?;
+        ensure!(
+            seen.as_deref() == Some(&old[..]),
+            "the new object showed before finish"
+        );
+    }
+    stream.finish().await?;
+    let got = store
+        .get(user, b"s", 0, u64::MAX)
+        .await?
+        .ok_or_else(|| anyhow!("missing after finish"))?;
+    check_same(&got, &new, "streamed object")?;
+
+    let mut aborted = store.put_stream(user, b"s", 10).await?;
+    aborted.write(b"12345").await?;
+    aborted.abort().await;
+    let mut short = store.put_stream(user, b"s", 10).await?;
+    short.write(b"12345").await?;
+    ensure!(short.finish().await.is_err(), "a short stream finished");
+    let mut long = store.put_stream(user, b"s", 4).await?;
+    ensure!(
+        long.write(b"12345").await.is_err(),
+        "a part past the size was taken"
+    );
+    long.abort().await;
+    let got = store.get(user, b"s", 0, u64::MAX).await?;
+    ensure!(
+        got.as_deref() == Some(&new[..]),
+        "a dropped stream changed the object"
+    );
     Ok(())
 }

@@ -134,3 +134,68 @@ fn compute_node_reads_and_writes_objects_on_the_storage_nodes() -> Result<()> {
     }
     Ok(())
 }
+
+/// Every object operation of a compute node goes over the transport to
+/// the node that holds the object: a 40 MiB put streams in three chunks,
+/// a read of it is three requests, listing and deleting are one message
+/// to each node / to the holder.
+#[test]
+fn large_objects_stream_over_the_transport_both_ways() -> Result<()> {
+    use ferry_tests::Cluster;
+    let cluster = Cluster::configure(&[
+        ("storage-a", "storage", "127.0.4.1"),
+        ("storage-b", "storage", "127.0.4.2"),
+        ("compute-a", "compute", "127.0.4.3"),
+    ])?;
+    let storage = [
+        cluster.start("storage-a", false, &[])?,
+        cluster.start("storage-b", false, &[])?,
+    ];
+    let compute = cluster.start("compute-a", false, &[])?;
+    let data: Vec<u8> = (0..40u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    let placed: serde_json::Value =
+        serde_json::from_slice(&compute.get(&compute.upload, "/p/u/big")?.body)?;
+    let holder = &storage[usize::from(placed["node"] == "storage-b")];
+    let kind = |node: &ferry_tests::Node, kind: &str| {
+        node.metric(&format!("ferry_peer_requests_total{{kind=\"{kind}\"}}"))
+    };
+
+    let writes = kind(holder, "ObjectWrite")?;
+    let put = compute.put(&compute.upload, "/o/u/big", &data)?;
+    assert_eq!(put.status, 200, "{}", put.text());
+    assert_eq!(
+        kind(holder, "ObjectWrite")? - writes,
+        3.0,
+        "16 + 16 + 8 MiB"
+    );
+    let stored = holder.get(&holder.upload, "/o/u/big")?;
+    assert!(stored.body == data, "the holder has the object as sent");
+
+    let reads = kind(holder, "ObjectRead")?;
+    let got = compute.get(&compute.upload, "/o/u/big")?;
+    assert!(
+        got.status == 200 && got.body == data,
+        "read back through the compute node"
+    );
+    assert_eq!(kind(holder, "ObjectRead")? - reads, 3.0);
+
+    let lists: Vec<f64> = storage
+        .iter()
+        .map(|n| kind(n, "ObjectList"))
+        .collect::<Result<_>>()?;
+    let listed: serde_json::Value =
+        serde_json::from_slice(&compute.get(&compute.upload, "/o/u/")?.body)?;
+    assert_eq!(listed, json!([{"key": "big", "size": 40u64 << 20}]));
+    for (node, before) in storage.iter().zip(lists) {
+        assert_eq!(kind(node, "ObjectList")? - before, 1.0);
+    }
+
+    let deletes = kind(holder, "ObjectDelete")?;
+    assert_eq!(compute.delete(&compute.upload, "/o/u/big")?.status, 200);
+    assert_eq!(compute.delete(&compute.upload, "/o/u/big")?.status, 404);
+    assert_eq!(kind(holder, "ObjectDelete")? - deletes, 2.0);
+    assert_eq!(holder.get(&holder.upload, "/o/u/big")?.status, 404);
+    Ok(())
+}

@@ -125,6 +125,9 @@ fn payload_64mib(c: &mut Criterion) {
         user: "bench".into(),
         key: b"payload".to_vec(),
         data: data.clone(),
+        offset: 0,
+        total_bytes: data.len() as u64,
+        write_id: 0,
     };
     group.bench_function("tcp_loopback", |b| {
         b.iter_custom(|iters| time_requests(&write, iters))

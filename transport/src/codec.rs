@@ -154,7 +154,9 @@ fn payload_bytes_lower_bound(message: &Message) -> u64 {
         Message::Done(done) => len(done.globals.len() * 16) + pages(&done.dirty_pages),
         Message::ObjectRead { user, key, .. } => len(user.len() + key.len()),
         Message::ObjectData { data, .. } => len(data.len()),
-        Message::ObjectWrite { user, key, data } => len(user.len() + key.len() + data.len()),
+        Message::ObjectWrite {
+            user, key, data, ..
+        } => len(user.len() + key.len() + data.len()),
         Message::Error { message, .. } => len(message.len()),
         Message::Module(module) => {
             len(module.user.len() + module.function.len())
@@ -204,9 +206,9 @@ fn estimate_words(message: &Message) -> u64 {
         Message::Done(done) => globals(&done.globals) + pages(&done.dirty_pages),
         Message::ObjectRead { user, key, .. } => blob(user.len()) + blob(key.len()),
         Message::ObjectData { data, .. } => blob(data.len()),
-        Message::ObjectWrite { user, key, data } => {
-            blob(user.len()) + blob(key.len()) + blob(data.len())
-        }
+        Message::ObjectWrite {
+            user, key, data, ..
+        } => blob(user.len()) + blob(key.len()) + blob(data.len()),
         Message::Error { message, .. } => blob(message.len()),
         Message::Module(module) => {
             blob(module.user.len())
@@ -335,11 +337,21 @@ fn build(
             root.set_offset(*offset);
             root.set_data(data);
         }
-        Message::ObjectWrite { user, key, data } => {
+        Message::ObjectWrite {
+            user,
+            key,
+            data,
+            offset,
+            total_bytes,
+            write_id,
+        } => {
             let mut root = builder.init_root::<wire::object_write::Builder>();
             root.set_user(user.as_str());
             root.set_key(key);
             root.set_data(data);
+            root.set_offset(*offset);
+            root.set_total_bytes(*total_bytes);
+            root.set_write_id(*write_id);
         }
         Message::ObjectWritten { object_bytes } => {
             let mut root = builder.init_root::<wire::object_written::Builder>();
@@ -666,6 +678,9 @@ fn read(
                 user: text(root.get_user())?,
                 key: root.get_key()?.to_vec(),
                 data: shared(payload, root.get_data()?)?,
+                offset: root.get_offset(),
+                total_bytes: root.get_total_bytes(),
+                write_id: root.get_write_id(),
             }
         }
         MessageKind::ObjectWritten => {
@@ -926,6 +941,9 @@ mod tests {
             user: "u".into(),
             key: b"k".to_vec(),
             data: Bytes::from(vec![0u8; 4096]),
+            offset: 0,
+            total_bytes: 4096,
+            write_id: 0,
         };
         assert!(matches!(
             encode(&message, 1024),

@@ -46,11 +46,16 @@ pub enum Message {
         offset: u64,
         data: Bytes,
     },
-    /// Creates or replaces the whole object.
+    /// Creates or replaces the whole object: `data` is all of it when
+    /// `offset` is 0 and `total_bytes == data.len()`; otherwise one chunk,
+    /// in order, of the stream `write_id` (see the schema).
     ObjectWrite {
         user: String,
         key: Vec<u8>,
         data: Bytes,
+        offset: u64,
+        total_bytes: u64,
+        write_id: u64,
     },
     ObjectWritten {
         object_bytes: u64,

@@ -126,6 +126,9 @@ pub fn every_kind() -> Vec<Message> {
             user: "demo".into(),
             key: b"out".to_vec(),
             data: Bytes::from(vec![9u8; 10_000]),
+            offset: 16 << 20,
+            total_bytes: (16 << 20) + 10_000,
+            write_id: 7,
         },
         Message::ObjectWritten {
             object_bytes: 10_000,

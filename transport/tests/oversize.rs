@@ -147,6 +147,9 @@ fn oversize_frames_close_the_connection_without_allocating() -> anyhow::Result<(
             user: "u".into(),
             key: b"k".to_vec(),
             data: bytes::Bytes::from(vec![1u8; 2 << 20]),
+            offset: 0,
+            total_bytes: 2 << 20,
+            write_id: 0,
         };
         LARGEST_BYTES.store(0, Ordering::Relaxed);
         ensure!(connection.request(&big, Duration::from_secs(10)).await? == big);

@@ -98,10 +98,14 @@ fn a_64_mib_payload_round_trips() -> anyhow::Result<()> {
         let (addr, _server) = echo_server()?;
         let connection = Connection::connect(addr, &config("client")).await?;
         let data: Vec<u8> = (0..64u32 << 20).map(|i| (i % 253) as u8).collect();
+        let total_bytes = data.len() as u64;
         let message = Message::ObjectWrite {
             user: "demo".into(),
             key: b"big".to_vec(),
             data: Bytes::from(data),
+            offset: 0,
+            total_bytes,
+            write_id: 0,
         };
         let answer = connection.request(&message, LONG).await?;
         ensure!(answer == message);

@@ -263,7 +263,7 @@ fn storage_error(error: ObjectError) -> Reply {
         ObjectError::Storage(
             E::ObjectTooLarge { .. } | E::KeyTooLong { .. } | E::BadUser { .. },
         ) => text(StatusCode::BAD_REQUEST, error.to_string()),
-        ObjectError::Remote(_) | ObjectError::Peer { .. } => {
+        ObjectError::Peer { .. } | ObjectError::Transport { .. } => {
             tracing::warn!(%error, "storage node error");
             text(
                 StatusCode::BAD_GATEWAY,

@@ -173,6 +173,9 @@ async fn measure(
         user: "bench".into(),
         key: b"payload".to_vec(),
         data: data.clone(),
+        offset: 0,
+        total_bytes: data.len() as u64,
+        write_id: 0,
     };
     connection.request(&write, timeout).await?; // warm-up
     let mut payload_ns = Vec::new();
