@@ -103,6 +103,10 @@ fn objects_state_health_metrics() -> Result<()> {
     // An object written over HTTP is what a function's getMmap reads.
     assert_eq!(node.put(up, "/o/ndp/http-key", b"from http")?.status, 200);
     assert_eq!(node.call("ndp", "get", "http-key")?.text(), "from http");
+    assert_eq!(
+        node.call("ndp", "wordcount", "http-key")?.text(),
+        "from\t1\nhttp\t1\n"
+    );
 
     // State.
     assert_eq!(node.put(up, "/s/alice/counter", b"41")?.status, 200);
@@ -117,6 +121,13 @@ fn objects_state_health_metrics() -> Result<()> {
         "{metrics}"
     );
     assert!(metrics.contains("ferry_call_duration_seconds_bucket"));
+    // A node alone holds every object: the funclet of `wordcount` above ran
+    // in place, and nothing was offered anywhere.
+    assert!(node.metric(r#"ferry_funclets_here_total{reason="holds_object"}"#)? >= 1.0);
+    assert_eq!(
+        node.metric(r#"ferry_offloads_total{result="accepted"}"#)?,
+        0.0
+    );
     assert!(metrics.contains(r#"ferry_offloads_total{result="declined"} 0"#));
     Ok(())
 }

@@ -39,9 +39,26 @@ fn faasm_ndp_curl_lines() -> Result<()> {
                     r#"{{"async": false, "user": "ndp", "function": "{function}{suffix}", "input_data": "{input}", "forbid_ndp": {forbid}}}"#
                 )
             };
+            // A node alone holds every object, so its funclets run in place;
+            // with forbid_ndp they run here as the baseline. The metrics
+            // say which, so the two runs are told apart.
+            let reason = if forbid { "forbid_ndp" } else { "holds_object" };
+            let sample = format!("ferry_funclets_here_total{{reason=\"{reason}\"}}");
             let check = |function: &str, input: &str, expected: &str| -> Result<()> {
+                let before = node.metric(&sample)?;
                 let got = curl(&node, &line(function, input))?;
                 assert_eq!(got, expected, "{function}{suffix} forbid_ndp={forbid}");
+                let ran = node.metric(&sample)? - before;
+                // put and get do their I/O in main; the others in a funclet.
+                let funclets = if matches!(function, "put" | "get") {
+                    0.0
+                } else {
+                    1.0
+                };
+                assert_eq!(
+                    ran, funclets,
+                    "{function}{suffix}: funclets run for {reason}"
+                );
                 Ok(())
             };
             check("put", &format!("{key} v1 v2 v3"), "OK")?;
