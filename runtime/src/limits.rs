@@ -62,6 +62,10 @@ pub const ASYNC_RESULT_RETENTION_S_DEFAULT: u64 = 600;
 /// Epoch tick: how often a running guest yields its shard to other calls.
 /// 5 ms keeps a CPU-bound guest from delaying a neighbour by more than that.
 pub const EPOCH_TICK_MS: u64 = 5;
+/// How often a shard busy with runnable tasks (a looping guest yields every
+/// epoch tick and is runnable again at once) stops to collect I/O
+/// completions: the most a guest delays its neighbours' I/O by.
+pub const SHARD_PREEMPT_MS: u64 = 2;
 /// glommio's registered I/O memory per shard (it must be locked in RAM).
 pub const SHARD_IO_MEMORY_BYTES: usize = 2 << 20;
 /// Fiber stack of one running call (wasm stack plus host frames).

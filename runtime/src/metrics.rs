@@ -31,6 +31,10 @@ pub struct Metrics {
     pub offload_seconds: prometheus::Histogram,
     /// Modules sent to other nodes, by outcome (`ok`, `refused`, `failed`).
     pub module_pushes: IntCounterVec,
+    /// Requests whose handling panicked (answered 500; the shard serves on).
+    pub panics: IntCounter,
+    /// Shards that stopped (the node exits when one does).
+    pub shards_stopped: IntCounter,
 }
 
 /// One function's call counters and latency histogram, resolved once so a
@@ -136,6 +140,11 @@ impl Metrics {
             ),
             &["outcome"],
         )?;
+        let panics = IntCounter::new(
+            "ferry_request_panics_total",
+            "Requests whose handling panicked (answered 500)",
+        )?;
+        let shards_stopped = IntCounter::new("ferry_shards_stopped_total", "Shards that stopped")?;
         for reason in ["forbid_ndp", "holds_object", "fallback"] {
             funclets_here.with_label_values(&[reason]);
         }
@@ -163,6 +172,8 @@ impl Metrics {
         registry.register(Box::new(offers.clone()))?;
         registry.register(Box::new(offload_seconds.clone()))?;
         registry.register(Box::new(module_pushes.clone()))?;
+        registry.register(Box::new(panics.clone()))?;
+        registry.register(Box::new(shards_stopped.clone()))?;
         Ok(Metrics {
             registry,
             calls,
@@ -177,6 +188,8 @@ impl Metrics {
             offers,
             offload_seconds,
             module_pushes,
+            panics,
+            shards_stopped,
         })
     }
 

@@ -145,10 +145,29 @@ pub fn run(config: Config) -> Result<()> {
     if let Some(path) = &node.config.ready_file {
         write_ready_file(path, addrs)?;
     }
-    for handle in handles {
-        handle.join().map_err(|e| anyhow!("a shard failed: {e}"))?;
+    // Shards serve until the process ends. One that stops (a panic that
+    // escaped its request) leaves the node on fewer cores with calls it
+    // can no longer finish: say so, stop answering /healthz, and exit
+    // non-zero so the supervisor restarts the node.
+    let (ended_tx, ended_rx) = mpsc::channel();
+    for (id, handle) in handles.into_iter().enumerate() {
+        let ended = ended_tx.clone();
+        std::thread::Builder::new()
+            .name(format!("ferry-watch-{id}"))
+            .spawn(move || {
+                let outcome = handle.join().map_err(|e| e.to_string());
+                let _ = ended.send((id, outcome));
+            })
+            .context("starting a shard watcher")?;
     }
-    Ok(())
+    let (id, outcome) = ended_rx
+        .recv()
+        .map_err(|_| anyhow!("every shard watcher is gone"))?;
+    node.ready.store(false, Ordering::Release);
+    node.metrics.shards_stopped.inc();
+    let reason = outcome.err().unwrap_or_else(|| "it returned".into());
+    tracing::error!(shard = id, %reason, "a shard stopped; the node exits");
+    Err(anyhow!("shard {id} stopped: {reason}"))
 }
 
 /// Where this node's objects are; each shard makes its own handle from it.
@@ -300,6 +319,10 @@ fn spawn_shard(
         .name(&format!("shard-{id}"))
         .io_memory(limits::SHARD_IO_MEMORY_BYTES)
         .spin_before_park(Duration::from_micros(node.config.spin_us))
+        // glommio polls for I/O completions when this timer fires while
+        // tasks are runnable; its 100 ms default let one looping guest hold
+        // every other call's I/O on the shard for that long.
+        .preempt_timer(Duration::from_millis(limits::SHARD_PREEMPT_MS))
         .blocking_thread_pool_placement(PoolPlacement::Unbound(1))
         .spawn(move || async move {
             let _tokio = node.tokio.enter();

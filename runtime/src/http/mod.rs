@@ -64,9 +64,30 @@ pub async fn serve(listener: TcpListener, shard: Rc<LocalShard>, api: Api) {
             let service = hyper::service::service_fn(move |request| {
                 let shard = shard.clone();
                 async move {
-                    Ok::<_, Infallible>(match api {
-                        Api::Invoke => invoke::handle(shard, request).await,
-                        Api::Upload => upload::handle(shard, request).await,
+                    let metrics = shard.clone();
+                    let handled = std::panic::AssertUnwindSafe(async move {
+                        match api {
+                            Api::Invoke => invoke::handle(shard, request).await,
+                            Api::Upload => upload::handle(shard, request).await,
+                        }
+                    });
+                    // A fault while serving one request fails that request;
+                    // the shard and its other connections serve on.
+                    Ok::<_, Infallible>(match futures::FutureExt::catch_unwind(handled).await {
+                        Ok(reply) => reply,
+                        Err(panic) => {
+                            let reason = panic
+                                .downcast_ref::<&str>()
+                                .map(|s| (*s).to_owned())
+                                .or_else(|| panic.downcast_ref::<String>().cloned())
+                                .unwrap_or_else(|| "a panic".into());
+                            metrics.node.metrics.panics.inc();
+                            tracing::error!(%reason, "a request panicked; answered 500");
+                            text(
+                                StatusCode::INTERNAL_SERVER_ERROR,
+                                format!("Internal error: {reason}"),
+                            )
+                        }
                     })
                 }
             });
