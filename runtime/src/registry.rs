@@ -1,11 +1,19 @@
 //! The registry of uploaded functions: validate, rewrite, pre-initialise,
 //! compile and store at upload; load compiled artifacts by mmap at start.
 //!
-//! On disk, under `<data>/functions/<user>/`: `<function>.wasm` (as
-//! uploaded), `<function>.cwasm` (the compiled, pre-initialised module) and
-//! `<function>.json` (what the runtime learnt about it). Each file is written
-//! to a temporary name, synced and renamed, so a crash leaves the old
-//! function or the new one.
+//! On disk, under `<data>/functions/<user>/`: each upload is a version
+//! directory `<function>.v/<sha256>-<n>/` holding `module.wasm` (as
+//! uploaded), `module.cwasm` (the compiled, pre-initialised module) and
+//! `meta.json` (what the runtime learnt about it), written under a
+//! temporary name, synced and renamed whole; then one small file,
+//! `<function>.current`, naming the version, is replaced atomically. So a
+//! crash leaves the old function or the new one, never a mix, and what
+//! `GET /f/` returns is the module that runs. Versions no longer current
+//! are removed when the registry next opens.
+//!
+//! Concurrent uploads of one name are ordered by a ticket taken when each
+//! starts: the later ticket wins on disk and in memory alike, whichever
+//! finishes compiling first.
 //!
 //! Lookups are lock-free (`ArcSwap`); uploads, which are rare, copy the map.
 
@@ -30,7 +38,11 @@ type Functions = HashMap<String, HashMap<String, Arc<Function>>>;
 pub struct Registry {
     dir: PathBuf,
     functions: ArcSwap<Functions>,
-    writer: Mutex<()>,
+    /// Taken in upload order; the highest ticket applied per name, on disk
+    /// (`disk`) and in `functions` (`memory`).
+    tickets: std::sync::atomic::AtomicU64,
+    disk: Arc<Mutex<HashMap<(String, String), u64>>>,
+    memory: Mutex<HashMap<(String, String), u64>>,
 }
 
 /// Why an upload was refused: the client's fault (400) or the node's (500).
@@ -90,14 +102,22 @@ impl Registry {
             }
             for entry in std::fs::read_dir(&user_dir)? {
                 let path = entry?.path();
-                if path.extension().and_then(|e| e.to_str()) != Some("json") {
+                let extension = path.extension().and_then(|e| e.to_str());
+                // `.current` names a version; a `.json` beside no `.current`
+                // is a function stored by an older ferry, in place.
+                let legacy = extension == Some("json") && !path.with_extension("current").exists();
+                if extension != Some("current") && !legacy {
                     continue;
                 }
                 let Some(name) = path.file_stem().and_then(|n| n.to_str()).map(str::to_owned)
                 else {
                     continue;
                 };
-                match load(executor, &user_dir, &user, &name) {
+                let loaded = VersionFiles::current(&user_dir, &name).and_then(|files| {
+                    let files = files.ok_or_else(|| anyhow!("no stored version"))?;
+                    load(executor, &files, &user, &name)
+                });
+                match loaded {
                     Ok(function) => {
                         functions
                             .entry(user.clone())
@@ -112,11 +132,14 @@ impl Registry {
             }
         }
         tracing::info!(functions = functions.values().map(HashMap::len).sum::<usize>(), dir = %dir.display(), "function registry loaded");
+        remove_stale_versions(&dir);
         Ok((
             Registry {
                 dir,
                 functions: ArcSwap::from_pointee(functions),
-                writer: Mutex::new(()),
+                tickets: std::sync::atomic::AtomicU64::new(1),
+                disk: Arc::new(Mutex::new(HashMap::new())),
+                memory: Mutex::new(HashMap::new()),
             },
             stale,
         ))
@@ -134,11 +157,14 @@ impl Registry {
         self.len() == 0
     }
 
-    /// The wasm as uploaded.
+    /// The wasm as uploaded, of the version that runs.
     pub fn wasm(&self, user: &str, name: &str) -> Result<Option<Vec<u8>>> {
         check_name("user", user)?;
         check_name("function", name)?;
-        let path = self.dir.join(user).join(format!("{name}.wasm"));
+        let Some(files) = VersionFiles::current(&self.dir.join(user), name)? else {
+            return Ok(None);
+        };
+        let path = files.wasm;
         match std::fs::read(&path) {
             Ok(bytes) => Ok(Some(bytes)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -157,6 +183,9 @@ impl Registry {
         wasm: Vec<u8>,
     ) -> Result<Arc<Function>, UploadError> {
         let invalid = |e: anyhow::Error| UploadError::Invalid(format!("{e:#}"));
+        let ticket = self
+            .tickets
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         check_name("user", user).map_err(invalid)?;
         check_name("function", name).map_err(invalid)?;
         if self.get(user, name).is_none() && self.len() >= limits::FUNCTIONS_MAX {
@@ -233,48 +262,147 @@ impl Registry {
             exports_zygote: facts.exports_zygote,
         };
         let exec = executor.clone();
-        let (user_owned, name_owned) = (user.to_owned(), name.to_owned());
+        let key = (user.to_owned(), name.to_owned());
+        let (owned_key, disk) = (key.clone(), self.tickets_on_disk());
         let function = glommio::executor()
             .spawn_blocking(move || -> Result<Function> {
-                store(&user_dir, &name_owned, &wasm, &module, &meta)?;
-                load(&exec, &user_dir, &user_owned, &name_owned)
+                let (user, name) = &owned_key;
+                let version = store_version(&user_dir, name, ticket, &wasm, &module, &meta)?;
+                let function = load(
+                    &exec,
+                    &VersionFiles::of(&user_dir, name, &version),
+                    user,
+                    name,
+                )?;
+                // The later upload's version is the one named, whichever
+                // finished first.
+                let mut applied = disk.lock().unwrap_or_else(|p| p.into_inner());
+                if applied.get(&owned_key).is_none_or(|t| *t < ticket) {
+                    write_atomic(
+                        &user_dir.join(format!("{name}.current")),
+                        version.as_bytes(),
+                    )?;
+                    sync_dir(&user_dir)?;
+                    applied.insert(owned_key.clone(), ticket);
+                }
+                Ok(function)
             })
             .await
             .map_err(UploadError::Internal)?;
         let function = Arc::new(function);
-        let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        let mut map = HashMap::clone(&self.functions.load());
-        map.entry(user.to_owned())
-            .or_default()
-            .insert(name.to_owned(), function.clone());
-        self.functions.store(Arc::new(map));
+        let mut applied = self.memory.lock().unwrap_or_else(|p| p.into_inner());
+        if applied.get(&key).is_none_or(|t| *t < ticket) {
+            let mut map = HashMap::clone(&self.functions.load());
+            map.entry(user.to_owned())
+                .or_default()
+                .insert(name.to_owned(), function.clone());
+            self.functions.store(Arc::new(map));
+            applied.insert(key, ticket);
+        }
         Ok(function)
+    }
+
+    /// The disk-side ticket table, shared with the blocking thread.
+    fn tickets_on_disk(&self) -> Arc<Mutex<HashMap<(String, String), u64>>> {
+        self.disk.clone()
     }
 }
 
-fn store(
+/// Where one stored version's files are.
+struct VersionFiles {
+    wasm: PathBuf,
+    artifact: PathBuf,
+    meta: PathBuf,
+}
+
+impl VersionFiles {
+    fn of(user_dir: &Path, name: &str, version: &str) -> VersionFiles {
+        let dir = user_dir.join(format!("{name}.v")).join(version);
+        VersionFiles {
+            wasm: dir.join("module.wasm"),
+            artifact: dir.join("module.cwasm"),
+            meta: dir.join("meta.json"),
+        }
+    }
+
+    /// The files of the version `<name>.current` names, or of a function
+    /// an older ferry stored in place; None when there is no function.
+    fn current(user_dir: &Path, name: &str) -> Result<Option<VersionFiles>> {
+        let pointer = user_dir.join(format!("{name}.current"));
+        match std::fs::read_to_string(&pointer) {
+            Ok(version) => {
+                let version = version.trim();
+                if version.is_empty() || version.contains(['/', '.']) {
+                    bail!("{} names no version", pointer.display());
+                }
+                Ok(Some(VersionFiles::of(user_dir, name, version)))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let legacy = VersionFiles {
+                    wasm: user_dir.join(format!("{name}.wasm")),
+                    artifact: user_dir.join(format!("{name}.cwasm")),
+                    meta: user_dir.join(format!("{name}.json")),
+                };
+                Ok(legacy.meta.exists().then_some(legacy))
+            }
+            Err(e) => Err(e).with_context(|| format!("reading {}", pointer.display())),
+        }
+    }
+}
+
+/// Writes a new version directory whole (temp name, synced, renamed) and
+/// returns its name.
+fn store_version(
     user_dir: &Path,
     name: &str,
+    ticket: u64,
     wasm: &[u8],
     module: &wasmtime::Module,
     meta: &Meta,
-) -> Result<()> {
-    std::fs::create_dir_all(user_dir)
-        .with_context(|| format!("creating {}", user_dir.display()))?;
+) -> Result<String> {
+    let versions = user_dir.join(format!("{name}.v"));
+    std::fs::create_dir_all(&versions)
+        .with_context(|| format!("creating {}", versions.display()))?;
     let artifact = module
         .serialize()
         .map_err(|e| anyhow!("serialising the compiled module: {e}"))?;
-    write_atomic(&user_dir.join(format!("{name}.wasm")), wasm)?;
-    write_atomic(&user_dir.join(format!("{name}.cwasm")), &artifact)?;
-    // The meta file is written last: its presence means the others are whole.
-    write_atomic(
-        &user_dir.join(format!("{name}.json")),
-        &serde_json::to_vec(meta)?,
-    )?;
-    let dir = std::fs::File::open(user_dir)?;
-    dir.sync_all()
-        .with_context(|| format!("syncing {}", user_dir.display()))?;
-    Ok(())
+    // Unique across uploads and restarts: content, process, ticket.
+    let version = format!(
+        "{}-{}-{ticket}",
+        &meta.wasm_sha256[..16],
+        std::process::id()
+    );
+    let temp = versions.join(format!(".tmp-{version}"));
+    std::fs::create_dir(&temp).with_context(|| format!("creating {}", temp.display()))?;
+    let written = (|| -> Result<()> {
+        write_synced(&temp.join("module.wasm"), wasm)?;
+        write_synced(&temp.join("module.cwasm"), &artifact)?;
+        write_synced(&temp.join("meta.json"), &serde_json::to_vec(meta)?)?;
+        sync_dir(&temp)?;
+        std::fs::rename(&temp, versions.join(&version))
+            .with_context(|| format!("renaming {} into place", temp.display()))?;
+        sync_dir(&versions)
+    })();
+    if let Err(error) = written {
+        let _ = std::fs::remove_dir_all(&temp);
+        return Err(error);
+    }
+    Ok(version)
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut file =
+        std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(bytes)
+        .with_context(|| format!("writing {}", path.display()))?;
+    file.sync_data()
+        .with_context(|| format!("syncing {}", path.display()))
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("syncing {}", dir.display()))
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
@@ -282,27 +410,56 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let tmp = path.with_extension(format!("tmp-{}-{n}", std::process::id()));
-    let mut file =
-        std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    file.write_all(bytes)
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    file.sync_data()
-        .with_context(|| format!("syncing {}", tmp.display()))?;
+    write_synced(&tmp, bytes)?;
     std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
     Ok(())
 }
 
-fn load(executor: &Executor, user_dir: &Path, user: &str, name: &str) -> Result<Function> {
+/// Removes version directories no `.current` names and temp leftovers (a
+/// crash mid-upload), so disk holds one version per function.
+fn remove_stale_versions(dir: &Path) {
+    let Ok(users) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for user_dir in users.flatten().map(|e| e.path()).filter(|p| p.is_dir()) {
+        let Ok(entries) = std::fs::read_dir(&user_dir) else {
+            continue;
+        };
+        for versions in entries.flatten().map(|e| e.path()) {
+            let Some(name) = versions
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_suffix(".v"))
+                .map(str::to_owned)
+            else {
+                continue;
+            };
+            let current = std::fs::read_to_string(user_dir.join(format!("{name}.current")))
+                .unwrap_or_default();
+            let Ok(found) = std::fs::read_dir(&versions) else {
+                continue;
+            };
+            for version in found.flatten() {
+                if version.file_name().to_str() != Some(current.trim()) {
+                    if let Err(error) = std::fs::remove_dir_all(version.path()) {
+                        tracing::warn!(path = %version.path().display(), %error, "removing an old function version");
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn load(executor: &Executor, files: &VersionFiles, user: &str, name: &str) -> Result<Function> {
     let meta: Meta = serde_json::from_slice(
-        &std::fs::read(user_dir.join(format!("{name}.json")))
-            .context("reading the function's meta file")?,
+        &std::fs::read(&files.meta).context("reading the function's meta file")?,
     )
     .context("parsing the function's meta file")?;
-    let artifact = user_dir.join(format!("{name}.cwasm"));
+    let artifact = &files.artifact;
     // SAFETY: the artifact was written by this node's `Module::serialize`
     // into a directory only the node writes; wasmtime checks its header
     // (engine version and settings) before mapping it.
-    let module = unsafe { wasmtime::Module::deserialize_file(&executor.engine, &artifact) }
+    let module = unsafe { wasmtime::Module::deserialize_file(&executor.engine, artifact) }
         .map_err(|e| anyhow!("{e:#}"))
         .with_context(|| format!("loading {}", artifact.display()))?;
     // Build the copy-on-write memory image now (a memfd filled with the

@@ -161,3 +161,85 @@ fn a_looping_guest_delays_its_neighbours_by_milliseconds() -> Result<()> {
     );
     Ok(())
 }
+
+/// Two modules uploaded under one name at once, 16 rounds, then a node
+/// killed in the middle of uploads. Before: the stored wasm (`GET /f/`)
+/// and the function that ran could disagree, and a crash between the
+/// three renames left a mixed set. Now what GET returns is what runs,
+/// after every round and after every restart.
+#[test]
+fn uploads_are_atomic_under_races_and_crashes() -> Result<()> {
+    let guests = ferry_tests::guests()?;
+    let echo = std::fs::read(guests.join("tests/test/echo.wasm"))?;
+    let hello = std::fs::read(guests.join("tests/test/hello.wasm"))?;
+    // What each module answers to input "ping".
+    let behaviour = |wasm: &[u8]| if wasm == &echo[..] { "ping" } else { "done" };
+    let check = |node: &Node| -> Result<()> {
+        let stored = node.get(&node.upload, "/f/test/race")?;
+        assert_eq!(stored.status, 200);
+        assert!(
+            stored.body == echo || stored.body == hello,
+            "GET /f/ returned neither module"
+        );
+        let ran = node.call("test", "race", "ping")?.text();
+        assert_eq!(
+            ran,
+            behaviour(&stored.body),
+            "the stored module is not the one that runs"
+        );
+        Ok(())
+    };
+    let scratch = tempfile::tempdir()?;
+    let data = scratch.path().join("data");
+    let start = || {
+        Node::start(ferry_tests::NodeOptions {
+            data: Some(data.clone()),
+            ..Default::default()
+        })
+    };
+    let node = Arc::new(start()?);
+    for _ in 0..16 {
+        let uploads: Vec<_> = [echo.clone(), hello.clone()]
+            .into_iter()
+            .map(|wasm| {
+                let node = node.clone();
+                std::thread::spawn(move || {
+                    node.upload_wasm("test", "race", &wasm).map(|r| r.status)
+                })
+            })
+            .collect();
+        for upload in uploads {
+            let status = upload
+                .join()
+                .map_err(|_| anyhow::anyhow!("an upload panicked"))??;
+            assert_eq!(status, 200);
+        }
+        check(&node)?;
+    }
+    // Crashes in the middle of a stream of uploads.
+    let mut node = Arc::try_unwrap(node).map_err(|_| anyhow::anyhow!("node still shared"))?;
+    for round in 0..4u64 {
+        let (upload, http) = (node.upload.clone(), node.http.clone());
+        let (echo, hello) = (echo.clone(), hello.clone());
+        let uploader = std::thread::spawn(move || {
+            let agent = agent();
+            for i in 0..50 {
+                let wasm = if i % 2 == 0 { &echo } else { &hello };
+                if agent
+                    .put(format!("http://{upload}/f/test/race"))
+                    .send(&wasm[..])
+                    .is_err()
+                {
+                    break; // the node is gone
+                }
+            }
+            drop(http);
+        });
+        std::thread::sleep(Duration::from_millis(40 + 30 * round));
+        node.kill()?;
+        let _ = uploader.join();
+        node = start()?;
+        check(&node)?;
+    }
+    Ok(())
+}
