@@ -14,4 +14,5 @@ export LIBCLANG_PATH=${LIBCLANG_PATH:-/usr/lib/llvm-14/lib}
 features=(--features ferry-runtime/rdma)
 cargo build --release --workspace --all-targets "${features[@]}"
 cargo test --release --workspace --no-fail-fast "${features[@]}"
+bash deploy/check.sh
 echo "test.sh: done in $(( $(date +%s) - start )) s"
