@@ -43,6 +43,10 @@ pub const CHAIN_DEPTH_MAX: u32 = 8;
 /// Functions one node keeps (each holds its compiled code mapped, ~100 KiB
 /// to a few MiB).
 pub const FUNCTIONS_MAX: usize = 10_000;
+/// Non-zero bytes a module's pre-initialised memory (its zygote) may
+/// hold: they become its data segments and its stored artifact, so a small
+/// upload cannot store hundreds of MiB.
+pub const ZYGOTE_IMAGE_BYTES_MAX: usize = 64 << 20;
 /// A wasm module as uploaded.
 pub const MODULE_BYTES_MAX: usize = 256 << 20;
 /// HTTP request bodies other than uploads: JSON invocation messages carry
@@ -59,6 +63,13 @@ pub const CONNECTIONS_PER_SHARD_MAX: usize = 4096;
 /// Finished asynchronous calls kept for polling.
 pub const ASYNC_RESULTS_MAX: usize = 100_000;
 pub const ASYNC_RESULT_RETENTION_S_DEFAULT: u64 = 600;
+/// Users with an API token (`[auth]`): a request with a token of no
+/// user's is told so after one constant-time compare per user.
+pub const AUTH_USERS_MAX: usize = 1024;
+/// Length of an API token: 16 bytes (128 bits, if random) put a guess out
+/// of reach; 512 is far past any token generator's output.
+pub const TOKEN_BYTES_MIN: usize = 16;
+pub const TOKEN_BYTES_MAX: usize = 512;
 /// Epoch tick: how often a running guest yields its shard to other calls.
 /// 5 ms keeps a CPU-bound guest from delaying a neighbour by more than that.
 pub const EPOCH_TICK_MS: u64 = 5;
@@ -74,3 +85,4 @@ pub const WASM_STACK_BYTES_MAX: usize = 1 << 20;
 
 const _: () = assert!(WASM_STACK_BYTES_MAX < ASYNC_STACK_BYTES);
 const _: () = assert!(MEMORY_BYTES_MAX_DEFAULT <= MEMORY_BYTES_MAX_CEILING);
+const _: () = assert!(TOKEN_BYTES_MIN >= 16 && TOKEN_BYTES_MIN <= TOKEN_BYTES_MAX);

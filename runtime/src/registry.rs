@@ -236,6 +236,18 @@ impl Registry {
         })? {
             None => function.module.clone(),
             Some(state) => {
+                let image_bytes = state
+                    .memory
+                    .chunks(4096)
+                    .filter(|page| page.iter().any(|b| *b != 0))
+                    .count()
+                    * 4096;
+                if image_bytes > limits::ZYGOTE_IMAGE_BYTES_MAX {
+                    return Err(UploadError::Invalid(format!(
+                        "the pre-initialised memory holds {image_bytes} bytes that are not zero; the cap is {} bytes",
+                        limits::ZYGOTE_IMAGE_BYTES_MAX
+                    )));
+                }
                 let exec = executor.clone();
                 glommio::executor()
                     .spawn_blocking(move || -> Result<_> {

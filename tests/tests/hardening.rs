@@ -243,3 +243,53 @@ fn uploads_are_atomic_under_races_and_crashes() -> Result<()> {
     }
     Ok(())
 }
+
+/// Byte caps where a call could smuggle memory past them. Before: a
+/// chained call's input skipped the 16 MiB input cap (48 MiB went
+/// through), and a 26 KB upload whose zygote filled 256 MiB stored a
+/// 268 MB artifact. Now both are refused with a reason.
+#[test]
+fn chained_input_and_baked_zygotes_are_capped() -> Result<()> {
+    let node = Node::with_functions()?;
+    let within = node.call("test", "chainbig", "1")?;
+    assert_eq!((within.status, within.text()), (200, "code=0".to_owned()));
+    let past = node.call("test", "chainbig", "48")?;
+    assert_eq!(past.status, 500, "{}", past.text());
+    assert!(
+        past.text().contains("exceeds the input cap"),
+        "{}",
+        past.text()
+    );
+
+    let huge = std::fs::read(ferry_tests::guests()?.join("invalid/zygote_huge.wasm"))?;
+    assert!(huge.len() < 64 << 10, "the module itself is small");
+    let upload = node.upload_wasm("test", "huge", &huge)?;
+    assert_eq!(upload.status, 400, "{}", upload.text());
+    assert!(
+        upload.text().contains("pre-initialised memory"),
+        "{}",
+        upload.text()
+    );
+    assert_eq!(node.get(&node.upload, "/f/test/huge")?.status, 404);
+    let stored: u64 = walk(&node.data)?;
+    assert!(
+        stored < 32 << 20,
+        "{stored} bytes stored under the data directory"
+    );
+    node.assert_serving()
+}
+
+/// Bytes of every file under `dir`.
+fn walk(dir: &std::path::Path) -> Result<u64> {
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let meta = entry.metadata()?;
+        total += if meta.is_dir() {
+            walk(&entry.path())?
+        } else {
+            meta.len()
+        };
+    }
+    Ok(total)
+}

@@ -46,12 +46,14 @@ pub(super) fn add(linker: &mut Linker<CallCtx>) -> Result<()> {
 fn chain_name(mut caller: Caller<'_, CallCtx>, name: i32, input: i32, len: i32) -> Result<i32> {
     const IMPORT: &str = "__faasm_chain_name";
     let function = read_cstr(&mut caller, name, FUNCTION_NAME_BYTES_MAX, IMPORT)?;
+    check_input_len(len, IMPORT)?;
     let input = read_bytes(&mut caller, input, len, IMPORT)?;
     start(caller, ChainTarget::Named(function), input, IMPORT)
 }
 
 fn chain_ptr(mut caller: Caller<'_, CallCtx>, func: i32, input: i32, len: i32) -> Result<i32> {
     const IMPORT: &str = "__faasm_chain_ptr";
+    check_input_len(len, IMPORT)?;
     let input = read_bytes(&mut caller, input, len, IMPORT)?;
     if func < 0 {
         bail!("env::{IMPORT}: negative function pointer {func}");
@@ -62,6 +64,19 @@ fn chain_ptr(mut caller: Caller<'_, CallCtx>, func: i32, input: i32, len: i32) -
         input,
         IMPORT,
     )
+}
+
+/// A chained call's input obeys the same cap as a call's from outside.
+fn check_input_len(len: i32, import: &str) -> Result<()> {
+    let max = LocalShard::current(import)?
+        .node
+        .config
+        .limits
+        .input_bytes_max;
+    if len as u32 as usize > max {
+        bail!("env::{import}: chained input of {len} bytes exceeds the input cap of {max} bytes");
+    }
+    Ok(())
 }
 
 fn start(
