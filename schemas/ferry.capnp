@@ -36,6 +36,14 @@ struct Hello {
     none @3 :Void;
     endpoint @4 :RdmaEndpoint; # present only with capabilityRdma
   }
+  # Proof of the cluster secret (HMAC-SHA256; transport/src/auth.rs), when
+  # the sender has one. A connecting node sends `nonce` (32 random bytes);
+  # the accepting node answers with its own nonce and its proof over both;
+  # the connecting node then sends a second Hello with its proof, which the
+  # accepting node answers with a third Hello (carrying its RDMA endpoint)
+  # before it serves anything. Empty when absent. The secret never travels.
+  nonce @5 :Data;
+  proof @6 :Data;
 }
 
 # What the other side needs to connect a reliable-connection queue pair to
@@ -154,6 +162,7 @@ enum ErrorCode {
   trap @3;                     # the funclet trapped; `message` says how
   versionMismatch @4;
   unavailable @5;              # the node is shutting down or not ready
+  unauthenticated @6;          # the peer did not prove the cluster secret
 }
 
 # Added in protocol version 2 (frame kinds 12 to 17, in this order).

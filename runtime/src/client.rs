@@ -1,13 +1,27 @@
 //! The CLI's HTTP client: upload, invoke, objects. Plain blocking HTTP; the
-//! same requests curl makes.
+//! same requests curl makes, with `Authorization: Bearer` when given a token.
 
 use anyhow::{bail, Context, Result};
+use percent_encoding::{percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
 pub struct Client {
     agent: ureq::Agent,
     invoke_url: String,
     upload_url: String,
+    /// The `Authorization` header value, when the node wants a token.
+    authorization: Option<String>,
 }
+
+/// What a URL path keeps as is in a key: RFC 3986's unreserved bytes and
+/// `/`. Everything else is `%XX`.
+const KEY: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~')
+    .remove(b'/');
+/// A user or function name: one path segment, so `/` is escaped too.
+const SEGMENT: &AsciiSet = &KEY.add(b'/');
 
 /// A reply: status and body, whatever the status.
 pub struct Reply {
@@ -16,8 +30,9 @@ pub struct Reply {
 }
 
 impl Client {
-    /// `host` is a host name or address; ports are the node's.
-    pub fn new(host: &str, http_port: u16, upload_port: u16) -> Client {
+    /// `host` is a host name or address; ports are the node's; `token` is
+    /// the user's API token on a node that has tokens.
+    pub fn new(host: &str, http_port: u16, upload_port: u16, token: Option<&str>) -> Client {
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .build()
@@ -26,7 +41,28 @@ impl Client {
             agent,
             invoke_url: format!("http://{host}:{http_port}"),
             upload_url: format!("http://{host}:{upload_port}"),
+            authorization: token.map(|token| format!("Bearer {token}")),
         }
+    }
+
+    fn request(&self, method: http::Method, url: &str) -> http::request::Builder {
+        let builder = http::Request::builder().method(method).uri(url);
+        match &self.authorization {
+            Some(value) => builder.header(http::header::AUTHORIZATION, value),
+            None => builder,
+        }
+    }
+
+    fn send(
+        &self,
+        request: http::request::Builder,
+        body: impl ureq::AsSendBody,
+        what: &str,
+    ) -> Result<Reply> {
+        let request = request
+            .body(body)
+            .with_context(|| format!("{what}: building the request"))?;
+        Self::finish(self.agent.run(request), what)
     }
 
     fn finish(
@@ -45,55 +81,62 @@ impl Client {
     }
 
     pub fn upload(&self, user: &str, function: &str, wasm: &[u8]) -> Result<Reply> {
-        let url = format!("{}/f/{user}/{function}", self.upload_url);
-        Self::finish(self.agent.put(&url).send(wasm), "uploading")
+        let url = format!(
+            "{}/f/{}/{}",
+            self.upload_url,
+            encode_segment(user),
+            encode_segment(function)
+        );
+        self.send(self.request(http::Method::PUT, &url), wasm, "uploading")
     }
 
     pub fn invoke(&self, message: &serde_json::Value) -> Result<Reply> {
         let url = format!("{}/f/", self.invoke_url);
-        Self::finish(
-            self.agent
-                .post(&url)
-                .header("Content-Type", "application/json")
-                .send(message.to_string().as_bytes()),
+        self.send(
+            self.request(http::Method::POST, &url)
+                .header(http::header::CONTENT_TYPE, "application/json"),
+            message.to_string().as_bytes(),
             "invoking",
         )
     }
 
     pub fn object_put(&self, user: &str, key: &str, bytes: &[u8]) -> Result<Reply> {
-        Self::finish(
-            self.agent.put(&self.object_url(user, key)).send(bytes),
+        let url = self.object_url(user, key);
+        self.send(
+            self.request(http::Method::PUT, &url),
+            bytes,
             "writing the object",
         )
     }
 
     pub fn object_get(&self, user: &str, key: &str) -> Result<Reply> {
-        Self::finish(
-            self.agent.get(&self.object_url(user, key)).call(),
+        let url = self.object_url(user, key);
+        self.send(
+            self.request(http::Method::GET, &url),
+            (),
             "reading the object",
         )
     }
 
     pub fn object_delete(&self, user: &str, key: &str) -> Result<Reply> {
-        Self::finish(
-            self.agent.delete(&self.object_url(user, key)).call(),
+        let url = self.object_url(user, key);
+        self.send(
+            self.request(http::Method::DELETE, &url),
+            (),
             "deleting the object",
         )
     }
 
     pub fn object_list(&self, user: &str) -> Result<Reply> {
-        Self::finish(
-            self.agent
-                .get(&format!("{}/o/{user}/", self.upload_url))
-                .call(),
-            "listing objects",
-        )
+        let url = format!("{}/o/{}/", self.upload_url, encode_segment(user));
+        self.send(self.request(http::Method::GET, &url), (), "listing objects")
     }
 
     fn object_url(&self, user: &str, key: &str) -> String {
         format!(
-            "{}/o/{user}/{}",
+            "{}/o/{}/{}",
             self.upload_url,
+            encode_segment(user),
             encode_key(key.as_bytes())
         )
     }
@@ -116,13 +159,22 @@ impl Reply {
 
 /// Percent-encodes a key for a URL path, keeping `/` and unreserved bytes.
 pub fn encode_key(key: &[u8]) -> String {
-    let mut out = String::with_capacity(key.len());
-    for byte in key {
-        if byte.is_ascii_alphanumeric() || b"-._~/".contains(byte) {
-            out.push(*byte as char);
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
+    percent_encode(key, KEY).to_string()
+}
+
+/// Percent-encodes one path segment (a user or function name).
+fn encode_segment(name: &str) -> String {
+    percent_encode(name.as_bytes(), SEGMENT).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_keep_slashes_and_unreserved_bytes() {
+        assert_eq!(encode_key(b"dir/a-b_c.d~e"), "dir/a-b_c.d~e");
+        assert_eq!(encode_key(b"a b+c%\x01\xff"), "a%20b%2Bc%25%01%FF");
+        assert_eq!(encode_segment("a/b"), "a%2Fb");
     }
-    out
 }

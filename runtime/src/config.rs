@@ -3,11 +3,15 @@
 //! [`Config`] shared by every shard. CLI flags are applied to the raw form
 //! before validation, so they go through the same checks.
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
+use ferry_transport::{ClusterSecret, TransportConfig};
 use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 
 use crate::limits;
 
@@ -38,6 +42,68 @@ pub struct Config {
     pub backend: Backend,
     /// Every node of the cluster (empty for a node started alone).
     pub cluster: Vec<PeerNode>,
+    /// Per-user API tokens (`[auth]`); None: no authentication, as in Faasm.
+    pub auth: Option<Auth>,
+    /// What nodes prove to each other in the transport's Hello (`[cluster]`);
+    /// None: the transport is unauthenticated.
+    pub cluster_secret: Option<ClusterSecret>,
+}
+
+/// Per-user API tokens (HTTP.md, "Authentication"), kept as SHA-256
+/// digests: the tokens themselves are not held past start-up, and every
+/// comparison is of 32 bytes in constant time.
+#[derive(Clone)]
+pub struct Auth {
+    /// (user, digest of the user's token), sorted by user.
+    users: Vec<(String, [u8; 32])>,
+    /// Whether `/healthz`, `/metrics` and `/ping` need a token too (any
+    /// user's); by default they are open, for probes and scrapers.
+    pub guard_operations: bool,
+}
+
+impl Auth {
+    /// Whether `token` is `user`'s.
+    pub fn is_token_of(&self, user: &str, token: &str) -> bool {
+        let digest = token_digest(token);
+        self.users
+            .binary_search_by(|(name, _)| name.as_str().cmp(user))
+            .is_ok_and(|i| bool::from(self.users[i].1.ct_eq(&digest)))
+    }
+
+    /// The user `token` belongs to, if any. Compares with every user's
+    /// digest, without stopping at a match, so the time taken says nothing
+    /// of which stored token matched or how much of it (1,024 users: ~32 KiB
+    /// of compares, a few microseconds).
+    pub fn owner(&self, token: &str) -> Option<&str> {
+        let digest = token_digest(token);
+        let mut owner = None;
+        for (user, stored) in &self.users {
+            if bool::from(stored.ct_eq(&digest)) {
+                owner = Some(user.as_str());
+            }
+        }
+        owner
+    }
+
+    pub fn users(&self) -> usize {
+        self.users.len()
+    }
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Auth")
+            .field(
+                "users",
+                &self.users.iter().map(|(u, _)| u).collect::<Vec<_>>(),
+            )
+            .field("guard_operations", &self.guard_operations)
+            .finish()
+    }
+}
+
+fn token_digest(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
 }
 
 /// What a node does (DESIGN.md, "Roles").
@@ -83,8 +149,9 @@ pub struct PeerNode {
     pub http: SocketAddr,
     pub upload: SocketAddr,
     pub transport: SocketAddr,
-    /// The host name its Ceph OSDs report (`ceph osd metadata`), for Ceph
-    /// placement; defaults to `host`.
+    /// The CRUSH host its Ceph OSDs sit under (`ceph osd tree`; by default
+    /// the machine's short host name), for Ceph placement; defaults to
+    /// `host`.
     pub ceph_host: String,
 }
 
@@ -119,6 +186,42 @@ pub struct RawConfig {
     /// The cluster's nodes; `ferry node --name NAME` picks its own entry.
     #[serde(default)]
     pub nodes: Vec<RawPeer>,
+    /// Per-user API tokens; absent: no authentication.
+    pub auth: Option<RawAuth>,
+    #[serde(default)]
+    pub cluster: RawCluster,
+}
+
+/// `[auth]`: `tokens = { alice = "...", bob = "..." }` (or an
+/// `[auth.tokens]` table) and `guard_operations`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuth {
+    /// User name -> that user's API token.
+    #[serde(default)]
+    pub tokens: BTreeMap<String, RawSecret>,
+    /// `/healthz`, `/metrics` and `/ping` need a token too (default false).
+    pub guard_operations: Option<bool>,
+}
+
+/// `[cluster]`: the secret nodes prove to each other, inline or in a file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCluster {
+    pub secret: Option<RawSecret>,
+    /// A file holding the secret (a trailing newline is not part of it).
+    pub secret_file: Option<PathBuf>,
+}
+
+/// A secret as the file spells it; `Debug` does not show it.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct RawSecret(pub String);
+
+impl std::fmt::Debug for RawSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("\"..\"")
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -191,6 +294,8 @@ impl Config {
             limits,
             storage,
             nodes,
+            auth,
+            cluster: raw_cluster,
         } = raw;
         let RawNode {
             name,
@@ -226,7 +331,15 @@ impl Config {
         {
             bail!("a compute node on the embedded backend needs at least one storage node in [[nodes]]");
         }
-        let bind = bind.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        let auth = auth.map(Auth::validate).transpose()?;
+        let cluster_secret = cluster_secret(raw_cluster)?;
+        // Without tokens anyone who reaches the node may act as any user:
+        // by default only this machine can. With tokens, every address.
+        let bind = bind.unwrap_or(if auth.is_some() {
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+        } else {
+            IpAddr::V4(Ipv4Addr::LOCALHOST)
+        });
         let http_port = http_port.unwrap_or(8080);
         let upload_port = upload_port.unwrap_or(8002);
         if http_port == upload_port && http_port != 0 {
@@ -258,8 +371,90 @@ impl Config {
             role,
             backend,
             cluster,
+            auth,
+            cluster_secret,
         })
     }
+
+    /// This node's transport settings: its name and the cluster secret,
+    /// with the bounds of `ferry_transport::limits`.
+    pub fn transport(&self) -> TransportConfig {
+        let mut config = TransportConfig::new(self.name.clone());
+        config.secret = self.cluster_secret.clone();
+        config
+    }
+}
+
+impl Auth {
+    fn validate(raw: RawAuth) -> Result<Auth> {
+        let RawAuth {
+            tokens,
+            guard_operations,
+        } = raw;
+        if tokens.is_empty() {
+            bail!("[auth] has no tokens: add `tokens = {{ USER = \"TOKEN\" }}`, or remove [auth] to run without authentication");
+        }
+        if tokens.len() > limits::AUTH_USERS_MAX {
+            bail!(
+                "[auth] names {} users; at most {} are supported",
+                tokens.len(),
+                limits::AUTH_USERS_MAX
+            );
+        }
+        let mut users: Vec<(String, [u8; 32])> = Vec::with_capacity(tokens.len());
+        for (user, RawSecret(token)) in tokens {
+            crate::registry::check_name("user", &user).context("[auth] tokens")?;
+            if !(limits::TOKEN_BYTES_MIN..=limits::TOKEN_BYTES_MAX).contains(&token.len()) {
+                bail!(
+                    "[auth] token of user {user}: {} bytes, must be {}..={} (e.g. `openssl rand -hex 32`)",
+                    token.len(),
+                    limits::TOKEN_BYTES_MIN,
+                    limits::TOKEN_BYTES_MAX
+                );
+            }
+            // RFC 6750's b64token: what fits `Authorization: Bearer` as is.
+            if !token
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._~+/=".contains(&b))
+            {
+                bail!("[auth] token of user {user}: use only A-Z a-z 0-9 - . _ ~ + / =");
+            }
+            let digest = token_digest(&token);
+            if let Some((other, _)) = users.iter().find(|(_, d)| *d == digest) {
+                bail!("[auth] users {other} and {user} have the same token");
+            }
+            users.push((user, digest));
+        }
+        // BTreeMap order: sorted by user, for `is_token_of`'s search.
+        debug_assert!(users.windows(2).all(|w| w[0].0 < w[1].0));
+        Ok(Auth {
+            users,
+            guard_operations: guard_operations.unwrap_or(false),
+        })
+    }
+}
+
+fn cluster_secret(raw: RawCluster) -> Result<Option<ClusterSecret>> {
+    let RawCluster {
+        secret,
+        secret_file,
+    } = raw;
+    let bytes = match (secret, secret_file) {
+        (Some(_), Some(_)) => bail!("[cluster] takes secret or secret_file, not both"),
+        (Some(RawSecret(secret)), None) => secret.into_bytes(),
+        (None, Some(path)) => {
+            let mut bytes = std::fs::read(&path)
+                .with_context(|| format!("reading the cluster secret {}", path.display()))?;
+            while bytes.last().is_some_and(u8::is_ascii_whitespace) {
+                bytes.pop();
+            }
+            bytes
+        }
+        (None, None) => return Ok(None),
+    };
+    ClusterSecret::new(&bytes)
+        .map(Some)
+        .map_err(|e| anyhow!("[cluster] secret: {e}"))
 }
 
 impl Backend {
@@ -453,6 +648,70 @@ mod tests {
             "[[nodes]]\nname=\"a\"\nrole=\"all\"\nhost=\"127.0.0.1\"\n[[nodes]]\nname=\"a\"\nrole=\"all\"\nhost=\"127.0.0.1\"\n",
         )?;
         assert!(Config::validate(twice).is_err());
+        Ok(())
+    }
+
+    fn validate_text(text: &str) -> Result<Config> {
+        Config::validate(toml::from_str(text)?)
+    }
+
+    #[test]
+    fn auth_tokens_are_checked_and_choose_the_default_bind() -> Result<()> {
+        let open = Config::validate(RawConfig::default())?;
+        assert!(open.auth.is_none());
+        assert_eq!(open.http_addr.ip(), IpAddr::V4(Ipv4Addr::LOCALHOST));
+        assert_eq!(open.upload_addr.ip(), IpAddr::V4(Ipv4Addr::LOCALHOST));
+        let config = validate_text(
+            "[auth]\ntokens = { alice = \"alice-token-0123456789\", bob = \"bob-token-0123456789ab\" }\n",
+        )?;
+        assert_eq!(config.http_addr.ip(), IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        let auth = config.auth.as_ref().context("no auth")?;
+        assert_eq!(auth.users(), 2);
+        assert!(auth.is_token_of("alice", "alice-token-0123456789"));
+        assert!(!auth.is_token_of("alice", "bob-token-0123456789ab"));
+        assert!(!auth.is_token_of("carol", "alice-token-0123456789"));
+        assert_eq!(auth.owner("bob-token-0123456789ab"), Some("bob"));
+        assert_eq!(auth.owner("no-one's-token-0123456"), None);
+        assert!(!auth.guard_operations);
+        assert!(!format!("{config:?}").contains("alice-token"));
+        let guarded = validate_text(
+            "[node]\nbind = \"127.0.0.1\"\n[auth]\nguard_operations = true\n[auth.tokens]\nalice = \"alice-token-0123456789\"\n",
+        )?;
+        assert!(guarded.auth.context("no auth")?.guard_operations);
+        assert_eq!(guarded.http_addr.ip(), IpAddr::V4(Ipv4Addr::LOCALHOST));
+        for bad in [
+            "[auth]\n",
+            "[auth]\ntokens = { alice = \"short\" }\n",
+            "[auth]\ntokens = { alice = \"has spaces in it 0123456\" }\n",
+            "[auth]\ntokens = { \"../x\" = \"alice-token-0123456789\" }\n",
+            "[auth]\ntokens = { a = \"same-token-0123456789\", b = \"same-token-0123456789\" }\n",
+            "[auth]\ntoken = { alice = \"alice-token-0123456789\" }\n",
+        ] {
+            assert!(validate_text(bad).is_err(), "accepted {bad:?}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn the_cluster_secret_comes_inline_or_from_a_file() -> Result<()> {
+        assert!(Config::validate(RawConfig::default())?
+            .cluster_secret
+            .is_none());
+        let inline = validate_text("[cluster]\nsecret = \"0123456789abcdef0123\"\n")?;
+        assert!(inline.transport().secret.is_some());
+        assert!(!format!("{inline:?}").contains("0123456789abcdef"));
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("secret");
+        std::fs::write(&path, "0123456789abcdef0123\n")?;
+        let file = validate_text(&format!("[cluster]\nsecret_file = {:?}\n", path))?;
+        assert!(file.cluster_secret.is_some());
+        assert!(validate_text("[cluster]\nsecret = \"short\"\n").is_err());
+        assert!(validate_text(&format!(
+            "[cluster]\nsecret = \"0123456789abcdef0123\"\nsecret_file = {:?}\n",
+            path
+        ))
+        .is_err());
+        assert!(validate_text("[cluster]\nsecret_file = \"/nonexistent/secret\"\n").is_err());
         Ok(())
     }
 

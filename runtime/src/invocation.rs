@@ -1,5 +1,6 @@
 //! Invocations as the HTTP API sees them: call ids, and the table of
-//! asynchronous calls that clients poll (from any shard).
+//! asynchronous calls that clients poll (from any shard) by a random id
+//! of their own.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -9,7 +10,9 @@ use std::time::{Duration, Instant};
 use crate::exec::CallResult;
 use crate::limits;
 
-/// Call ids are positive i32 (guests see them through the ABI).
+/// The ids calls run under: positive i32, sequential (guests see them
+/// through the ABI; chained calls are awaited by them). HTTP clients never
+/// see one: an asynchronous call is polled by its random [`AsyncCalls`] id.
 pub struct CallIds(AtomicU32);
 
 impl CallIds {
@@ -32,19 +35,35 @@ impl CallIds {
     }
 }
 
+/// Bits of an asynchronous call's id: random, so one client cannot read
+/// another's result by counting (with the table full, 100,000 live ids in
+/// 2^53 make a hit ~1 in 9*10^10 a guess), and at most 2^53 - 1 so the
+/// decimal id Faasm clients get survives any JSON parser (JavaScript's
+/// safe integers). Kept apart from [`CallIds`]: the guest ABI sees i32
+/// call ids for chained calls, and those need not be secret.
+pub const ASYNC_ID_BITS: u32 = 53;
+
 /// What a status poll sees.
 pub enum AsyncStatus {
     Running,
     Done(Arc<CallResult>),
 }
 
-enum Entry {
+enum State {
     Running,
     Done(Arc<CallResult>),
 }
 
-/// Asynchronous calls by id. Touched only by async calls and polls, never
-/// by the synchronous hot path; finished results stay for the retention.
+struct Entry {
+    /// Who started the call: only they may poll it when the node has
+    /// tokens (None: started on a node without them).
+    user: Option<Arc<str>>,
+    state: State,
+}
+
+/// Asynchronous calls by their random id. Touched only by async calls and
+/// polls, never by the synchronous hot path; finished results stay for the
+/// retention.
 pub struct AsyncCalls {
     inner: Mutex<Inner>,
     retention: Duration,
@@ -52,12 +71,18 @@ pub struct AsyncCalls {
 
 #[derive(Default)]
 struct Inner {
-    calls: HashMap<u32, Entry>,
-    finished: VecDeque<(Instant, u32)>,
+    calls: HashMap<u64, Entry>,
+    finished: VecDeque<(Instant, u64)>,
 }
 
+/// Why an asynchronous call could not start.
 #[derive(Debug)]
-pub struct AsyncTableFull;
+pub enum AsyncStartError {
+    /// `ASYNC_RESULTS_MAX` calls are running or kept.
+    Full,
+    /// The kernel gave no random bytes for the id.
+    Random(getrandom::Error),
+}
 
 impl AsyncCalls {
     pub fn new(retention: Duration) -> AsyncCalls {
@@ -67,7 +92,9 @@ impl AsyncCalls {
         }
     }
 
-    pub fn start(&self, id: u32) -> Result<(), AsyncTableFull> {
+    /// Registers a running call of `user` and returns its id: random,
+    /// non-zero, below 2^ASYNC_ID_BITS, and not in the table.
+    pub fn start(&self, user: Option<Arc<str>>) -> Result<u64, AsyncStartError> {
         let mut inner = self.lock();
         let now = Instant::now();
         while let Some((at, id)) = inner.finished.front().copied() {
@@ -78,23 +105,49 @@ impl AsyncCalls {
             inner.calls.remove(&id);
         }
         if inner.calls.len() >= limits::ASYNC_RESULTS_MAX {
-            return Err(AsyncTableFull);
+            return Err(AsyncStartError::Full);
         }
-        inner.calls.insert(id, Entry::Running);
-        Ok(())
+        let id = loop {
+            let mut bytes = [0u8; 8];
+            getrandom::getrandom(&mut bytes).map_err(AsyncStartError::Random)?;
+            let id = u64::from_le_bytes(bytes) >> (64 - ASYNC_ID_BITS);
+            if id != 0 && !inner.calls.contains_key(&id) {
+                break id;
+            }
+        };
+        inner.calls.insert(
+            id,
+            Entry {
+                user,
+                state: State::Running,
+            },
+        );
+        Ok(id)
     }
 
-    pub fn finish(&self, id: u32, result: CallResult) {
+    pub fn finish(&self, id: u64, result: CallResult) {
         let mut inner = self.lock();
-        inner.calls.insert(id, Entry::Done(Arc::new(result)));
-        inner.finished.push_back((Instant::now(), id));
+        if let Some(entry) = inner.calls.get_mut(&id) {
+            entry.state = State::Done(Arc::new(result));
+            inner.finished.push_back((Instant::now(), id));
+        }
     }
 
-    pub fn status(&self, id: u32) -> Option<AsyncStatus> {
-        match self.lock().calls.get(&id)? {
-            Entry::Running => Some(AsyncStatus::Running),
-            Entry::Done(result) => Some(AsyncStatus::Done(result.clone())),
+    /// The call's status as `caller` may see it: a call started by another
+    /// user is not there for them (the same answer as an unknown id, so a
+    /// poll tells no one whether someone else's call exists).
+    pub fn status(&self, id: u64, caller: Option<&str>) -> Option<AsyncStatus> {
+        let inner = self.lock();
+        let entry = inner.calls.get(&id)?;
+        if let Some(owner) = &entry.user {
+            if caller != Some(&**owner) {
+                return None;
+            }
         }
+        Some(match &entry.state {
+            State::Running => AsyncStatus::Running,
+            State::Done(result) => AsyncStatus::Done(result.clone()),
+        })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -103,5 +156,36 @@ impl AsyncCalls {
         self.inner
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_random_within_53_bits_and_polls_are_per_user() -> Result<(), AsyncStartError> {
+        let calls = AsyncCalls::new(Duration::from_secs(60));
+        let alice: Arc<str> = "alice".into();
+        let ids: Vec<u64> = (0..64)
+            .map(|_| calls.start(Some(alice.clone())))
+            .collect::<Result<_, _>>()?;
+        assert!(ids.iter().all(|id| (1..1 << ASYNC_ID_BITS).contains(id)));
+        let mut sorted = ids.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(sorted.len(), ids.len(), "an id repeated");
+        // 64 draws of 53 bits all below 2^32: about 2^-1344.
+        assert!(ids.iter().any(|id| *id > u64::from(u32::MAX)));
+        assert!(matches!(
+            calls.status(ids[0], Some("alice")),
+            Some(AsyncStatus::Running)
+        ));
+        assert!(calls.status(ids[0], Some("bob")).is_none());
+        assert!(calls.status(ids[0], None).is_none());
+        let open = calls.start(None)?;
+        assert!(calls.status(open, None).is_some());
+        assert!(calls.status(open, Some("bob")).is_some());
+        Ok(())
     }
 }

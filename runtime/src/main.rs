@@ -66,6 +66,7 @@ enum Command {
     },
     /// Poll an asynchronous call.
     Status {
+        /// The id an asynchronous invoke printed.
         id: u64,
         #[command(flatten)]
         target: Target,
@@ -117,11 +118,26 @@ struct Target {
     http_port: u16,
     #[arg(long, default_value_t = 8002)]
     upload_port: u16,
+    /// The user's API token, for a node with `[auth]` tokens (sent as
+    /// `Authorization: Bearer`); default: $FERRY_TOKEN.
+    #[arg(long)]
+    token: Option<String>,
 }
 
 impl Target {
     fn client(&self) -> Client {
-        Client::new(&self.host, self.http_port, self.upload_port)
+        // The environment is read here, at the edge, and nowhere deeper.
+        let token = self
+            .token
+            .clone()
+            .or_else(|| std::env::var("FERRY_TOKEN").ok())
+            .filter(|token| !token.is_empty());
+        Client::new(
+            &self.host,
+            self.http_port,
+            self.upload_port,
+            token.as_deref(),
+        )
     }
 }
 
@@ -133,7 +149,9 @@ struct UpArgs {
     /// Data directory (functions, objects).
     #[arg(long)]
     data: Option<PathBuf>,
-    /// Address to listen on.
+    /// Address to listen on (default: 127.0.0.1 without `[auth]` tokens,
+    /// since then anyone who reaches the node acts as any user; 0.0.0.0
+    /// with them; a cluster node's `host`).
     #[arg(long)]
     bind: Option<std::net::IpAddr>,
     /// Invocation port (0 picks a free one).

@@ -138,6 +138,7 @@ pub fn run(config: Config) -> Result<()> {
         functions = node.registry.len(),
         "node ready"
     );
+    log_authentication(&node.config, addrs);
     println!(
         "ferry: ready, invocations on {}, uploads on {}",
         addrs.http, addrs.upload
@@ -168,6 +169,33 @@ pub fn run(config: Config) -> Result<()> {
     let reason = outcome.err().unwrap_or_else(|| "it returned".into());
     tracing::error!(shard = id, %reason, "a shard stopped; the node exits");
     Err(anyhow!("shard {id} stopped: {reason}"))
+}
+
+/// Says once what authenticates this node's clients and peers: a node
+/// without tokens or without a cluster secret warns that anyone who
+/// reaches it may act as any user, or as a node.
+fn log_authentication(config: &Config, addrs: Addrs) {
+    match &config.auth {
+        None => tracing::warn!(
+            http = %addrs.http,
+            upload = %addrs.upload,
+            "no [auth] tokens: no authentication (as in Faasm); any client that reaches these addresses may upload, invoke and read or delete objects as any user"
+        ),
+        Some(auth) => tracing::info!(
+            users = auth.users(),
+            guard_operations = auth.guard_operations,
+            "API tokens required (Authorization: Bearer)"
+        ),
+    }
+    let has_transport = addrs.transport.is_some() || !config.cluster.is_empty();
+    match &config.cluster_secret {
+        None if has_transport => tracing::warn!(
+            transport = ?addrs.transport,
+            "no [cluster] secret: the transport is unauthenticated; any process that reaches a node's transport port may read and write every object"
+        ),
+        None => {}
+        Some(_) => tracing::info!("transport peers prove the cluster secret in Hello"),
+    }
 }
 
 /// Where this node's objects are; each shard makes its own handle from it.
@@ -265,7 +293,7 @@ fn objects_plan(
                 })
                 .collect();
             let placement = rendezvous()?;
-            let transport = TransportConfig::new(config.name.clone());
+            let transport = config.transport();
             transport
                 .validate()
                 .map_err(|e| anyhow!("transport config: {e}"))?;

@@ -13,7 +13,7 @@ use bytes::Bytes;
 use crate::objects::{ObjectError, Objects, PEER_CHUNK_BYTES_MAX};
 use crate::shard::LocalShard;
 use ferry_storage::{PutStream, StorageError};
-use ferry_transport::{ErrorCode, Message, TransportConfig};
+use ferry_transport::{ErrorCode, Message};
 
 /// Streamed writes one shard keeps open at once, and how long one may sit
 /// between chunks before it is dropped (the old object stays).
@@ -24,7 +24,8 @@ const STREAM_IDLE_MS_MAX: u64 = 30_000;
 /// from this shard's objects.
 pub async fn serve_peers(listener: glommio::net::TcpListener, shard: Rc<LocalShard>) {
     use ferry_transport::Capabilities;
-    let mut config = TransportConfig::new(shard.node.config.name.clone());
+    // With the cluster secret: only nodes that prove it are served.
+    let mut config = shard.node.config.transport();
     config.capabilities = if shard.node.config.role.holds_objects() {
         Capabilities::OBJECTS.with(Capabilities::OFFLOAD)
     } else {

@@ -15,7 +15,7 @@ use crate::config::{Config, PeerNode};
 use crate::exec::Function;
 use crate::limits;
 use crate::shard::LocalShard;
-use ferry_transport::{ErrorCode, Message, ModuleHash, ModuleUpload, PeerPool, TransportConfig};
+use ferry_transport::{ErrorCode, Message, ModuleHash, ModuleUpload, PeerPool};
 
 pub struct Peers {
     /// Every node of the cluster but this one.
@@ -35,7 +35,7 @@ impl Peers {
         if nodes.is_empty() {
             return Ok(None);
         }
-        let pool = PeerPool::new(TransportConfig::new(config.name.clone()))
+        let pool = PeerPool::new(config.transport())
             .map_err(|e| anyhow!("starting the transport pool: {e}"))?;
         Ok(Some(Peers { nodes, pool }))
     }

@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
+pub mod words;
+
 /// A free TCP port on `ip` (bound once and released; good enough for tests
 /// that must write ports into a cluster config before starting nodes).
 pub fn free_port(ip: &str) -> Result<u16> {
@@ -278,6 +280,29 @@ impl Node {
 
     pub fn delete(&self, port_url: &str, path: &str) -> Result<Reply> {
         Self::reply(self.agent.delete(format!("http://{port_url}{path}")).call())
+    }
+
+    /// Any request with extra headers (e.g. `("Authorization", "Bearer T")`
+    /// on a node with tokens); an empty `body` sends none.
+    pub fn send(
+        &self,
+        method: &str,
+        port_url: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<Reply> {
+        let mut request = ureq::http::Request::builder()
+            .method(method)
+            .uri(format!("http://{port_url}{path}"));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        Self::reply(if body.is_empty() {
+            self.agent.run(request.body(())?)
+        } else {
+            self.agent.run(request.body(body.to_vec())?)
+        })
     }
 
     pub fn upload_wasm(&self, user: &str, function: &str, wasm: &[u8]) -> Result<Reply> {

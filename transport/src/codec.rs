@@ -142,7 +142,7 @@ fn payload_bytes_lower_bound(message: &Message) -> u64 {
     let pages = |set: &PageSet| set.data().len() as u64 + set.len() as u64 * 4;
     let len = |bytes: usize| bytes as u64;
     match message {
-        Message::Hello(hello) => len(hello.node_name.len()),
+        Message::Hello(hello) => len(hello.node_name.len()) + hello_auth_bytes(hello),
         Message::Offer(offer) => {
             len(offer.user.len() + offer.function.len() + offer.key.len())
                 + len(offer.args.len() * 4 + offer.globals.len() * 16)
@@ -190,7 +190,9 @@ fn estimate_words(message: &Message) -> u64 {
     // Root struct, segment slack and the list and struct headers.
     let base = 32;
     base + match message {
-        Message::Hello(hello) => blob(hello.node_name.len()) + 16,
+        Message::Hello(hello) => {
+            blob(hello.node_name.len()) + 16 + 2 * blob(hello_auth_bytes(hello) as usize)
+        }
         Message::Offer(offer) => {
             blob(offer.user.len())
                 + blob(offer.function.len())
@@ -248,6 +250,12 @@ fn build(
             root.set_version(hello.version);
             root.set_node_name(hello.node_name.as_str());
             root.set_capabilities(hello.capabilities.0);
+            if let Some(nonce) = &hello.nonce {
+                root.set_nonce(nonce);
+            }
+            if let Some(proof) = &hello.proof {
+                root.set_proof(proof);
+            }
             match &hello.rdma {
                 None => root.init_rdma().set_none(()),
                 Some(endpoint) => {
@@ -436,6 +444,7 @@ fn error_code_to_wire(code: ErrorCode) -> wire::ErrorCode {
         ErrorCode::Trap => wire::ErrorCode::Trap,
         ErrorCode::VersionMismatch => wire::ErrorCode::VersionMismatch,
         ErrorCode::Unavailable => wire::ErrorCode::Unavailable,
+        ErrorCode::Unauthenticated => wire::ErrorCode::Unauthenticated,
     }
 }
 
@@ -447,7 +456,23 @@ fn error_code_from_wire(code: wire::ErrorCode) -> ErrorCode {
         wire::ErrorCode::Trap => ErrorCode::Trap,
         wire::ErrorCode::VersionMismatch => ErrorCode::VersionMismatch,
         wire::ErrorCode::Unavailable => ErrorCode::Unavailable,
+        wire::ErrorCode::Unauthenticated => ErrorCode::Unauthenticated,
     }
+}
+
+/// Bytes of a Hello's nonce and proof.
+fn hello_auth_bytes(hello: &Hello) -> u64 {
+    (hello.nonce.map_or(0, |n| n.len()) + hello.proof.map_or(0, |p| p.len())) as u64
+}
+
+/// A Hello's nonce or proof: empty when absent, else exactly 32 bytes.
+fn hello_field(name: &str, data: &[u8]) -> Result<Option<[u8; 32]>, ReadError> {
+    if data.is_empty() {
+        return Ok(None);
+    }
+    data.try_into().map(Some).map_err(|_| {
+        ReadError::Invalid(format!("Hello {name} of {} bytes, expected 32", data.len()))
+    })
 }
 
 enum ReadError {
@@ -601,6 +626,8 @@ fn read(
                 node_name,
                 capabilities: Capabilities(root.get_capabilities()),
                 rdma,
+                nonce: hello_field("nonce", root.get_nonce()?)?,
+                proof: hello_field("proof", root.get_proof()?)?,
             })
         }
         MessageKind::Offer => {

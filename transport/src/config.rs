@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::auth::ClusterSecret;
 use crate::error::TransportError;
 use crate::limits;
 use crate::message::Capabilities;
@@ -16,6 +17,9 @@ pub struct TransportConfig {
     pub capabilities: Capabilities,
     /// Offer an RDMA queue pair in Hello when a device exists (feature `rdma`).
     pub rdma: bool,
+    /// The cluster secret both ends of every connection prove in Hello
+    /// (`auth.rs`); None: connections are not authenticated.
+    pub secret: Option<ClusterSecret>,
     pub frame_bytes_max: u32,
     pub frame_read_ms_max: u64,
     pub frame_write_ms_max: u64,
@@ -34,6 +38,7 @@ impl TransportConfig {
             node_name: node_name.into(),
             capabilities: Capabilities::NONE,
             rdma: true,
+            secret: None,
             frame_bytes_max: limits::FRAME_BYTES_MAX,
             frame_read_ms_max: limits::FRAME_READ_MS_MAX,
             frame_write_ms_max: limits::FRAME_WRITE_MS_MAX,
@@ -54,6 +59,8 @@ impl TransportConfig {
             node_name,
             capabilities: _,
             rdma: _,
+            // Checked when it was made (`ClusterSecret::new`).
+            secret: _,
             frame_bytes_max,
             frame_read_ms_max,
             frame_write_ms_max,

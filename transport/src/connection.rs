@@ -22,6 +22,7 @@ use glommio::net::{Preallocated, TcpStream};
 use glommio::sync::Semaphore;
 use glommio::Task;
 
+use crate::auth::{self, Handshake, Role};
 use crate::config::TransportConfig;
 use crate::error::TransportError;
 use crate::frame::{read_frame, write_frames, Frame, FrameFlags, OutgoingFrame};
@@ -85,44 +86,15 @@ impl Connection {
         let (shared, reader, writer) = start(stream.buffered(), socket, addr, config.clone());
 
         let offer = LinkOffer::prepare(&config);
-        let mut capabilities = config.capabilities.without(Capabilities::RDMA);
-        if offer.endpoint().is_some() {
-            capabilities = capabilities.with(Capabilities::RDMA);
-        }
-        let hello = Message::Hello(Hello {
-            version: PROTOCOL_VERSION,
-            node_name: config.node_name.clone(),
-            capabilities,
-            rdma: offer.endpoint(),
-        });
-        let reply = with_deadline(config.connect_timeout(), shared.request(&hello)).await;
-        let peer = match reply {
-            Ok(Message::Hello(peer)) if peer.version == PROTOCOL_VERSION => peer,
-            Ok(Message::Hello(peer)) => {
-                shared.close(&TransportError::PeerClosed);
-                return Err(TransportError::VersionMismatch {
-                    ours: PROTOCOL_VERSION,
-                    peer: peer.version,
-                });
-            }
-            Ok(Message::Error {
-                code: ErrorCode::VersionMismatch,
-                message,
-            }) => {
-                shared.close(&TransportError::PeerClosed);
-                tracing::warn!(%addr, %message, "peer refused our protocol version");
-                return Err(TransportError::VersionMismatch {
-                    ours: PROTOCOL_VERSION,
-                    peer: 0,
-                });
-            }
-            Ok(other) => {
-                shared.close(&TransportError::PeerClosed);
-                return Err(TransportError::UnexpectedMessage {
-                    expected: "Hello",
-                    got: other.kind().name(),
-                });
-            }
+        // The whole exchange (one Hello each way, two with a cluster
+        // secret) within the connect budget.
+        let peer = with_deadline(
+            config.connect_timeout(),
+            hello_exchange(&shared, &config, offer.endpoint()),
+        )
+        .await;
+        let peer = match peer {
+            Ok(peer) => peer,
             Err(error) => {
                 shared.close(&error);
                 return Err(error);
@@ -207,6 +179,94 @@ pub(crate) async fn with_deadline<T>(
         })
     };
     futures_lite::future::or(work, expired).await
+}
+
+/// Our side of the Hello exchange; returns the peer's Hello whose RDMA
+/// endpoint settles the link. With a cluster secret: our nonce out, the
+/// peer's nonce and proof back (checked), our proof out, its last Hello
+/// back. A peer that cannot prove the secret gets no request of ours.
+async fn hello_exchange(
+    shared: &Shared,
+    config: &TransportConfig,
+    endpoint: Option<crate::message::RdmaEndpoint>,
+) -> Result<Hello, TransportError> {
+    let mut capabilities = config.capabilities.without(Capabilities::RDMA);
+    if endpoint.is_some() {
+        capabilities = capabilities.with(Capabilities::RDMA);
+    }
+    let client_nonce = config.secret.as_ref().map(|_| auth::nonce()).transpose()?;
+    let hello = |nonce, proof| {
+        Message::Hello(Hello {
+            version: PROTOCOL_VERSION,
+            node_name: config.node_name.clone(),
+            capabilities,
+            rdma: endpoint,
+            nonce,
+            proof,
+        })
+    };
+    let peer = peer_hello(shared.request(&hello(client_nonce, None)).await)?;
+    let (Some(secret), Some(client_nonce)) = (&config.secret, client_nonce) else {
+        return Ok(peer);
+    };
+    let (Some(server_nonce), Some(server_proof)) = (peer.nonce, peer.proof) else {
+        return Err(TransportError::Unauthenticated {
+            reason: format!(
+                "{} did not prove the cluster secret (it has none configured?)",
+                peer.node_name
+            ),
+        });
+    };
+    let handshake = Handshake {
+        client_nonce: &client_nonce,
+        server_nonce: &server_nonce,
+        client_name: &config.node_name,
+        server_name: &peer.node_name,
+    };
+    if !secret.verify(Role::Server, &handshake, &server_proof) {
+        return Err(TransportError::Unauthenticated {
+            reason: format!(
+                "{}'s proof does not match our cluster secret (another secret?)",
+                peer.node_name
+            ),
+        });
+    }
+    let proof = secret.prove(Role::Client, &handshake);
+    let last = peer_hello(shared.request(&hello(None, Some(proof))).await)?;
+    Ok(Hello {
+        rdma: last.rdma,
+        capabilities: last.capabilities,
+        ..peer
+    })
+}
+
+/// The peer's answer to one of our Hellos, checked.
+fn peer_hello(reply: Reply) -> Result<Hello, TransportError> {
+    match reply? {
+        Message::Hello(peer) if peer.version == PROTOCOL_VERSION => Ok(peer),
+        Message::Hello(peer) => Err(TransportError::VersionMismatch {
+            ours: PROTOCOL_VERSION,
+            peer: peer.version,
+        }),
+        Message::Error {
+            code: ErrorCode::VersionMismatch,
+            message,
+        } => {
+            tracing::warn!(%message, "peer refused our protocol version");
+            Err(TransportError::VersionMismatch {
+                ours: PROTOCOL_VERSION,
+                peer: 0,
+            })
+        }
+        Message::Error {
+            code: ErrorCode::Unauthenticated,
+            message,
+        } => Err(TransportError::Unauthenticated { reason: message }),
+        other => Err(TransportError::UnexpectedMessage {
+            expected: "Hello",
+            got: other.kind().name(),
+        }),
+    }
 }
 
 pub(crate) fn dup_socket(stream: &TcpStream) -> std::io::Result<OwnedFd> {

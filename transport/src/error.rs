@@ -54,6 +54,11 @@ pub enum TransportError {
         source: Arc<io::Error>,
     },
 
+    /// The peer did not prove the cluster secret (it has none, or another
+    /// one), or refused our proof; the connection was closed.
+    #[error("peer not authenticated: {reason}")]
+    Unauthenticated { reason: String },
+
     /// The peer speaks another protocol version.
     #[error("peer speaks protocol version {peer}, this node {ours}")]
     VersionMismatch { ours: u32, peer: u32 },

@@ -10,6 +10,10 @@
 //! closes that connection with an error, never a panic or an unbounded
 //! allocation.
 //!
+//! With a cluster secret in its config, a node proves it to every peer in
+//! Hello and demands the same proof back before it serves or sends
+//! anything (`auth.rs`); the secret itself never travels.
+//!
 //! It knows nothing of functions, wasm, objects' storage or placement: a
 //! message is a value to deliver (a module's bytes and hash are carried, not
 //! checked), and what an Offer or a page means is the runtime's business.
@@ -25,6 +29,7 @@
 //! (`LIBCLANG_PATH`) to build, and a verbs device to use RDMA at run time
 //! (without one the node logs that once and uses TCP).
 
+mod auth;
 mod codec;
 mod config;
 mod connection;
@@ -40,6 +45,7 @@ mod server;
 #[doc(hidden)]
 pub mod testing;
 
+pub use auth::{ClusterSecret, Nonce, Proof};
 pub use config::TransportConfig;
 pub use connection::Connection;
 pub use error::TransportError;

@@ -65,6 +65,11 @@ pub const RDMA_COMPLETION_MS_MAX: u64 = 5_000;
 /// Longest node name accepted in a Hello.
 pub const NODE_NAME_BYTES_MAX: usize = 256;
 
+/// Length of the cluster secret: 16 bytes (128 bits, if random) put a guess
+/// out of reach; more than a few KiB is a mistake (a wrong file).
+pub const CLUSTER_SECRET_BYTES_MIN: usize = 16;
+pub const CLUSTER_SECRET_BYTES_MAX: usize = 4096;
+
 const _: () = {
     // The 64 MiB page payload the benchmarks and the offload path rely on,
     // with its page index, fits in one frame.
@@ -79,4 +84,5 @@ const _: () = {
     assert!(REQUESTS_IN_FLIGHT_MAX > 0 && CONNECTIONS_PER_PEER_MAX > 0);
     // An RDMA payload also fits a frame, so TCP can always carry it instead.
     assert!(RDMA_BUFFER_BYTES <= FRAME_BYTES_MAX as usize && RDMA_BUFFER_BYTES % 4096 == 0);
+    assert!(CLUSTER_SECRET_BYTES_MIN >= 16 && CLUSTER_SECRET_BYTES_MIN <= CLUSTER_SECRET_BYTES_MAX);
 };

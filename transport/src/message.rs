@@ -8,6 +8,7 @@
 
 use bytes::Bytes;
 
+use crate::auth::{Nonce, Proof};
 use crate::error::TransportError;
 use ferry_schemas::ferry_capnp;
 
@@ -214,6 +215,10 @@ pub struct Hello {
     pub capabilities: Capabilities,
     /// Our queue pair, when this node offers RDMA on this connection.
     pub rdma: Option<RdmaEndpoint>,
+    /// This side's nonce for proving the cluster secret (`auth.rs`).
+    pub nonce: Option<Nonce>,
+    /// This side's proof of the cluster secret over both nonces.
+    pub proof: Option<Proof>,
 }
 
 /// Bit set of what a node offers its peers.
@@ -332,6 +337,8 @@ pub enum ErrorCode {
     VersionMismatch,
     /// The node is shutting down or not ready.
     Unavailable,
+    /// The peer did not prove the cluster secret in Hello.
+    Unauthenticated,
 }
 
 /// 4 KiB pages of linear memory: page `indices()[i]` is

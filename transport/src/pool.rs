@@ -228,7 +228,11 @@ impl Peer {
                     if let Some(connection) = fallback {
                         return Ok(connection);
                     }
-                    if Instant::now() + delay >= deadline {
+                    // A peer that refused our proof of the cluster secret
+                    // (or could not prove its own) will again: fail now
+                    // rather than retry until the deadline.
+                    let refused = matches!(error, TransportError::Unauthenticated { .. });
+                    if refused || Instant::now() + delay >= deadline {
                         return Err(error);
                     }
                 }

@@ -18,8 +18,9 @@ use futures_lite::io::ReadHalf;
 use glommio::channels::local_channel::{self, LocalSender};
 use glommio::net::{TcpListener, TcpStream};
 
+use crate::auth::{self, Handshake, Role};
 use crate::config::TransportConfig;
-use crate::connection::{dup_socket, Stream};
+use crate::connection::{dup_socket, with_deadline, Stream};
 use crate::error::TransportError;
 use crate::frame::{read_frame, write_frames, FrameFlags, OutgoingFrame};
 use crate::link::{Link, LinkOffer};
@@ -183,21 +184,80 @@ async fn respond<H, F>(
     answer(&outgoing, id, &reply, frame_bytes_max).await;
 }
 
-/// Reads the Hello, then requests, starting a handler for each. Returns when
-/// the peer closes or breaks the protocol; its in-flight handlers are dropped
-/// with it.
-async fn read_requests<H, F>(
-    mut input: ReadHalf<Stream>,
-    outgoing: Rc<LocalSender<OutgoingFrame>>,
-    config: Rc<TransportConfig>,
-    handler: Rc<H>,
-) -> Result<(), TransportError>
-where
-    H: Fn(Message) -> F + 'static,
-    F: Future<Output = Message> + 'static,
-{
+/// Our side of the Hello exchange, as the accepting node: returns the peer's
+/// Hello and the settled link. With a cluster secret the peer must send a
+/// nonce, check our proof, and prove the secret in a second Hello before
+/// anything else is read (`auth.rs`); until then no queue pair is set up
+/// for it.
+async fn hello_exchange(
+    input: &mut ReadHalf<Stream>,
+    outgoing: &LocalSender<OutgoingFrame>,
+    config: &TransportConfig,
+) -> Result<(Hello, Link), TransportError> {
     let max = config.frame_bytes_max;
-    let frame = read_frame(&mut input, max, config.frame_read_timeout()).await?;
+    let (id, peer) = read_hello(input, outgoing, config).await?;
+    let Some(secret) = &config.secret else {
+        let link = answer_hello(outgoing, id, config, &peer).await?;
+        return Ok((peer, link));
+    };
+    let Some(client_nonce) = peer.nonce else {
+        return Err(refuse(
+            outgoing,
+            id,
+            max,
+            format!(
+                "{} sent no proof of the cluster secret, which this node requires",
+                peer.node_name
+            ),
+        )
+        .await);
+    };
+    let server_nonce = auth::nonce()?;
+    let handshake = Handshake {
+        client_nonce: &client_nonce,
+        server_nonce: &server_nonce,
+        client_name: &peer.node_name,
+        server_name: &config.node_name,
+    };
+    let challenge = Message::Hello(Hello {
+        version: PROTOCOL_VERSION,
+        node_name: config.node_name.clone(),
+        capabilities: config.capabilities.without(Capabilities::RDMA),
+        rdma: None,
+        nonce: Some(server_nonce),
+        proof: Some(secret.prove(Role::Server, &handshake)),
+    });
+    answer(outgoing, id, &challenge, max).await;
+    let (id, proof) = read_hello(input, outgoing, config).await?;
+    let proven = proof
+        .proof
+        .is_some_and(|proof| secret.verify(Role::Client, &handshake, &proof));
+    if !proven {
+        return Err(refuse(
+            outgoing,
+            id,
+            max,
+            format!(
+                "{}'s proof does not match this node's cluster secret",
+                peer.node_name
+            ),
+        )
+        .await);
+    }
+    // The queue pair follows the proof: its endpoint is in this Hello.
+    let link = answer_hello(outgoing, id, config, &proof).await?;
+    Ok((peer, link))
+}
+
+/// Reads one Hello of our protocol version; anything else is answered with
+/// an error and ends the connection.
+async fn read_hello(
+    input: &mut ReadHalf<Stream>,
+    outgoing: &LocalSender<OutgoingFrame>,
+    config: &TransportConfig,
+) -> Result<(u64, Hello), TransportError> {
+    let max = config.frame_bytes_max;
+    let frame = read_frame(input, max, config.frame_read_timeout()).await?;
     let id = frame.header.correlation_id;
     if frame.header.flags.contains(FrameFlags::RESPONSE) {
         return Err(TransportError::bad_frame(
@@ -208,9 +268,12 @@ where
         Ok(Message::Hello(hello)) => hello,
         Ok(other) => {
             answer(
-                &outgoing,
+                outgoing,
                 id,
-                &Message::error(ErrorCode::BadRequest, "the first message must be Hello"),
+                &Message::error(
+                    ErrorCode::BadRequest,
+                    format!("expected Hello, got {}", other.kind().name()),
+                ),
                 max,
             )
             .await;
@@ -221,7 +284,7 @@ where
         }
         Err(error) => {
             answer(
-                &outgoing,
+                outgoing,
                 id,
                 &Message::error(ErrorCode::BadRequest, error.to_string()),
                 max,
@@ -238,14 +301,24 @@ where
                 peer.version
             ),
         );
-        answer(&outgoing, id, &refusal, max).await;
+        answer(outgoing, id, &refusal, max).await;
         return Err(TransportError::VersionMismatch {
             ours: PROTOCOL_VERSION,
             peer: peer.version,
         });
     }
+    Ok((id, peer))
+}
+
+/// Settles the link from the peer's Hello and answers with ours.
+async fn answer_hello(
+    outgoing: &LocalSender<OutgoingFrame>,
+    id: u64,
+    config: &TransportConfig,
+    peer: &Hello,
+) -> Result<Link, TransportError> {
     let offer = if peer.rdma.is_some() {
-        LinkOffer::prepare(&config)
+        LinkOffer::prepare(config)
     } else {
         LinkOffer::tcp()
     };
@@ -260,8 +333,53 @@ where
         node_name: config.node_name.clone(),
         capabilities,
         rdma: endpoint,
+        nonce: None,
+        proof: None,
     });
-    answer(&outgoing, id, &hello, max).await;
+    answer(outgoing, id, &hello, config.frame_bytes_max).await;
+    Ok(link)
+}
+
+/// Answers `id` with an Unauthenticated error; returns the error that ends
+/// the connection.
+async fn refuse(
+    outgoing: &LocalSender<OutgoingFrame>,
+    id: u64,
+    frame_bytes_max: u32,
+    reason: String,
+) -> TransportError {
+    answer(
+        outgoing,
+        id,
+        &Message::error(ErrorCode::Unauthenticated, reason.clone()),
+        frame_bytes_max,
+    )
+    .await;
+    TransportError::Unauthenticated { reason }
+}
+
+/// Reads the Hello, then requests, starting a handler for each. Returns when
+/// the peer closes or breaks the protocol; its in-flight handlers are dropped
+/// with it.
+async fn read_requests<H, F>(
+    mut input: ReadHalf<Stream>,
+    outgoing: Rc<LocalSender<OutgoingFrame>>,
+    config: Rc<TransportConfig>,
+    handler: Rc<H>,
+) -> Result<(), TransportError>
+where
+    H: Fn(Message) -> F + 'static,
+    F: Future<Output = Message> + 'static,
+{
+    let max = config.frame_bytes_max;
+    // A peer gets `connect_ms_max` for the whole exchange, as a connecting
+    // node gives itself: one that connects and says nothing holds a
+    // connection slot no longer.
+    let (peer, link) = with_deadline(
+        config.connect_timeout(),
+        hello_exchange(&mut input, &outgoing, &config),
+    )
+    .await?;
     tracing::debug!(peer = %peer.node_name, link = ?link.kind(), "serving a connection");
 
     let mut handling = FuturesUnordered::new();

@@ -68,7 +68,13 @@ fn hello_negotiates_tcp_when_there_is_no_rdma_device() -> anyhow::Result<()> {
             node_name,
             capabilities,
             rdma,
+            nonce,
+            proof,
         } = connection.peer().clone();
+        ensure!(
+            nonce.is_none() && proof.is_none(),
+            "a node without a cluster secret sent a proof"
+        );
         ensure!(version == PROTOCOL_VERSION && node_name == "echo");
         ensure!(
             rdma.is_none(),
@@ -468,6 +474,8 @@ fn a_peer_offering_rdma_gets_tcp_from_a_node_without_a_device() -> anyhow::Resul
             node_name: "rdma-client".into(),
             capabilities: ferry_transport::Capabilities::RDMA,
             rdma: Some(testing::rdma_endpoint()),
+            nonce: None,
+            proof: None,
         });
         write_message(&mut stream, 1, FrameFlags::NONE, &offer).await?;
         let Message::Hello(reply) = read_raw_frame(&mut stream).await?.message()? else {

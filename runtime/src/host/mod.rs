@@ -38,7 +38,9 @@ pub(crate) fn memory(caller: &mut Caller<'_, CallCtx>, import: &str) -> Result<M
 
 /// The byte range `[ptr, ptr + len)` of a memory of `size` bytes, or the
 /// fault that names the import. Pointers are unsigned 32-bit offsets.
-pub(crate) fn guest_range(size: usize, ptr: i32, len: i64, import: &str) -> Result<Range<usize>> {
+/// Public for the fuzz target (`fuzz/fuzz_targets/host.rs`).
+#[doc(hidden)]
+pub fn guest_range(size: usize, ptr: i32, len: i64, import: &str) -> Result<Range<usize>> {
     if len < 0 {
         bail!("env::{import}: negative length {len}");
     }
@@ -87,7 +89,13 @@ pub(crate) fn read_cstr(
     import: &str,
 ) -> Result<String> {
     let mem = memory(caller, import)?;
-    let data = mem.data(&*caller);
+    cstr_at(mem.data(&*caller), ptr, max, import)
+}
+
+/// [`read_cstr`]'s checks on a memory's bytes: the string at `ptr`, NUL
+/// within `max` bytes, UTF-8. Public for the fuzz target.
+#[doc(hidden)]
+pub fn cstr_at(data: &[u8], ptr: i32, max: usize, import: &str) -> Result<String> {
     let start = ptr as u32 as usize;
     let tail = data.get(start..).ok_or_else(|| {
         anyhow!("env::{import}: string pointer {start:#x} is outside linear memory")

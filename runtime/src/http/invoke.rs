@@ -1,5 +1,7 @@
 //! The invocation API (port 8080): Faasm's JSON message, any path; plus
-//! `GET /healthz` and `GET /metrics`.
+//! `GET /healthz` and `GET /metrics`. With tokens configured, the token is
+//! checked before the body is read and must be the named user's; a status
+//! poll sees only the caller's own calls.
 
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
@@ -10,17 +12,18 @@ use hyper::body::Incoming;
 use hyper::{Method, Request, StatusCode};
 use serde::Deserialize;
 
-use super::{busy, read_body, text, Reply};
+use super::{auth, busy, read_body, text, Reply};
 use crate::exec::{CallResult, CallSpec, Entry};
-use crate::invocation::AsyncStatus;
+use crate::invocation::{AsyncStartError, AsyncStatus};
 use crate::limits;
 use crate::shard::LocalShard;
 
 /// Faasm's message, the fields ferry reads. Unknown fields are ignored;
-/// `null` counts as missing.
+/// `null` counts as missing. Public (hidden) only for [`parse_message`].
+#[doc(hidden)]
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-struct Message {
+pub struct Message {
     user: Option<String>,
     function: Option<String>,
     input_data: Option<String>,
@@ -36,6 +39,12 @@ struct Message {
 }
 
 pub async fn handle(shard: Rc<LocalShard>, request: Request<Incoming>) -> Reply {
+    let tokens = shard.node.config.auth.as_ref();
+    if request.method() == Method::GET && matches!(request.uri().path(), "/healthz" | "/metrics") {
+        if let Err(reply) = auth::check_operations(tokens, request.headers()) {
+            return reply;
+        }
+    }
     if request.method() == Method::GET {
         match request.uri().path() {
             "/healthz" => {
@@ -56,36 +65,47 @@ pub async fn handle(shard: Rc<LocalShard>, request: Request<Incoming>) -> Reply 
             _ => {}
         }
     }
+    // Who the caller is, before a byte of the body is read.
+    let caller: Option<Rc<str>> = match tokens {
+        None => None,
+        Some(tokens) => match auth::caller(tokens, request.headers()) {
+            Ok(user) => Some(user.into()),
+            Err(reply) => return reply,
+        },
+    };
     let body = match read_body(request, limits::JSON_BODY_BYTES_MAX).await {
         Ok(body) => body,
         Err(reply) => return reply,
     };
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return text(StatusCode::BAD_REQUEST, "Empty request");
-    }
-    let message: Message = match serde_json::from_slice(&body) {
+    let message = match parse_message(&body) {
         Ok(message) => message,
-        Err(error) => {
-            return text(
-                StatusCode::BAD_REQUEST,
-                format!("Invalid JSON message: {error}"),
-            )
-        }
+        Err(reason) => return text(StatusCode::BAD_REQUEST, reason),
     };
     if message.status == Some(true) {
-        return status(&shard, message.id);
+        return status(&shard, message.id, caller.as_deref());
     }
-    invoke(shard, message).await
+    invoke(shard, message, caller.as_deref()).await
 }
 
-fn status(shard: &LocalShard, id: Option<u64>) -> Reply {
+/// The request body as Faasm's message, or the reason it is not one (the
+/// body of a 400). Pure, so the fuzz target (`fuzz/fuzz_targets/invoke.rs`)
+/// drives exactly what a request does.
+#[doc(hidden)]
+pub fn parse_message(body: &[u8]) -> Result<Message, String> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err("Empty request".to_owned());
+    }
+    serde_json::from_slice(body).map_err(|error| format!("Invalid JSON message: {error}"))
+}
+
+/// A poll of `id` by `caller` (None on a node without tokens). Another
+/// user's call answers as an unknown id does, 404: a 403 would confirm
+/// that the id is someone's live call.
+fn status(shard: &LocalShard, id: Option<u64>, caller: Option<&str>) -> Reply {
     let Some(id) = id else {
         return text(StatusCode::BAD_REQUEST, "Status request without an id");
     };
-    let found = u32::try_from(id)
-        .ok()
-        .and_then(|id| shard.node.async_calls.status(id));
-    match found {
+    match shard.node.async_calls.status(id, caller) {
         None => text(StatusCode::NOT_FOUND, format!("No call {id}")),
         Some(AsyncStatus::Running) => text(StatusCode::OK, "RUNNING"),
         Some(AsyncStatus::Done(result)) if succeeded(&result) => {
@@ -101,11 +121,14 @@ fn status(shard: &LocalShard, id: Option<u64>) -> Reply {
     }
 }
 
-async fn invoke(shard: Rc<LocalShard>, message: Message) -> Reply {
+async fn invoke(shard: Rc<LocalShard>, message: Message, caller: Option<&str>) -> Reply {
     let user = message.user.unwrap_or_default();
     let function_name = message.function.unwrap_or_default();
     if user.is_empty() {
         return text(StatusCode::BAD_REQUEST, "Empty user");
+    }
+    if caller.is_some_and(|caller| caller != user) {
+        return auth::forbidden(&user);
     }
     if function_name.is_empty() {
         return text(StatusCode::BAD_REQUEST, "Empty function");
@@ -168,17 +191,27 @@ async fn invoke(shard: Rc<LocalShard>, message: Message) -> Reply {
         depth: 0,
     };
     if message.is_async == Some(true) {
-        if shard.node.async_calls.start(id).is_err() {
-            return busy();
-        }
+        // Polled by its own random id, not the call's sequential one.
+        let owner = caller.map(|_| spec.user.clone());
+        let async_id = match shard.node.async_calls.start(owner) {
+            Ok(async_id) => async_id,
+            Err(AsyncStartError::Full) => return busy(),
+            Err(AsyncStartError::Random(error)) => {
+                tracing::error!(%error, "drawing an asynchronous call id");
+                return text(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("Drawing a call id: {error}"),
+                );
+            }
+        };
         let runner = shard.clone();
         glommio::spawn_local(async move {
             let result = runner.invoke(function, spec).await;
-            runner.node.async_calls.finish(id, result);
+            runner.node.async_calls.finish(async_id, result);
             drop(admission);
         })
         .detach();
-        return text(StatusCode::OK, id.to_string());
+        return text(StatusCode::OK, async_id.to_string());
     }
     let result = shard.invoke(function, spec).await;
     drop(admission);

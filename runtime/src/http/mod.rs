@@ -1,9 +1,12 @@
 //! The HTTP API (HTTP.md): hyper 1 on glommio sockets, one listener per
 //! port per shard (SO_REUSEPORT spreads connections across shards).
 //! Errors become status codes in one place: [`text`] and the handlers'
-//! match arms.
+//! match arms. With tokens in the config, `auth.rs` decides who a request
+//! may act for before its body is read.
 
-mod invoke;
+mod auth;
+#[doc(hidden)]
+pub mod invoke; // public for the fuzz target only
 mod upload;
 
 use std::cell::Cell;

@@ -1,12 +1,14 @@
 //! The upload API (port 8002): functions (`/f/`), state (`/s/`), objects
-//! (`/o/`) and `/ping`.
+//! (`/o/`), placement (`/p/`) and `/ping`. With tokens configured, every
+//! route that names a user needs that user's token, checked before the
+//! body is read.
 
 use std::rc::Rc;
 
 use hyper::body::Incoming;
 use hyper::{Method, Request, StatusCode};
 
-use super::{read_body, text, Reply};
+use super::{auth, read_body, text, Reply};
 use crate::limits;
 use crate::objects::{ObjectError, Objects};
 use crate::registry::{check_name, UploadError};
@@ -15,7 +17,11 @@ use crate::shard::LocalShard;
 pub async fn handle(shard: Rc<LocalShard>, request: Request<Incoming>) -> Reply {
     let path = request.uri().path().to_owned();
     let method = request.method().clone();
+    let tokens = shard.node.config.auth.as_ref();
     if path == "/ping" {
+        if let Err(reply) = auth::check_operations(tokens, request.headers()) {
+            return reply;
+        }
         return text(StatusCode::OK, "PONG");
     }
     let Some((kind, rest)) = path.strip_prefix('/').and_then(|p| p.split_once('/')) else {
@@ -32,6 +38,11 @@ pub async fn handle(shard: Rc<LocalShard>, request: Request<Incoming>) -> Reply 
             format!("Invalid percent-encoding in {path}"),
         );
     };
+    if matches!(kind, "f" | "s" | "o" | "p") {
+        if let Err(reply) = auth::check_user(tokens, request.headers(), &user) {
+            return reply;
+        }
+    }
     match (kind, method) {
         ("p", Method::GET) => placement(&shard, &user, &key).await,
         ("f", Method::PUT) => upload_function(&shard, request, &user, &key).await,
@@ -307,22 +318,18 @@ fn parse_range(spec: &str, size: u64) -> Result<(u64, u64), ()> {
     Ok((first, last))
 }
 
-/// Decodes `%XX` escapes; None on a malformed escape.
+/// Decodes a path's `%XX` escapes with the `percent-encoding` crate; None
+/// when a `%` is not followed by two hex digits (RFC 3986), which the
+/// crate would pass through as they are: `%+1` is refused, not 0x01.
 fn percent_decode(text: &str) -> Option<Vec<u8>> {
     let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    Some(out)
+    let well_formed = bytes.iter().enumerate().all(|(i, byte)| {
+        *byte != b'%'
+            || bytes
+                .get(i + 1..i + 3)
+                .is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit))
+    });
+    well_formed.then(|| percent_encoding::percent_decode(bytes).collect())
 }
 
 #[cfg(test)]
@@ -355,5 +362,20 @@ mod tests {
         );
         assert_eq!(percent_decode("bad%zz"), None);
         assert_eq!(percent_decode("bad%2"), None);
+        assert_eq!(
+            percent_decode("a%+1"),
+            None,
+            "u8::from_str_radix takes a sign"
+        );
+        assert_eq!(percent_decode("a%-1"), None);
+        assert_eq!(percent_decode("a% 1"), None);
+        assert_eq!(percent_decode("%%41"), None);
+        assert_eq!(percent_decode("50%"), None);
+        assert_eq!(percent_decode("a%2bb%2B").as_deref(), Some(&b"a+b+"[..]));
+        assert_eq!(percent_decode("%00%ff").as_deref(), Some(&[0u8, 0xff][..]));
+        assert_eq!(
+            percent_decode("plain+key").as_deref(),
+            Some(&b"plain+key"[..])
+        );
     }
 }

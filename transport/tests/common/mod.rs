@@ -97,6 +97,8 @@ pub fn hello(name: &str) -> Message {
         node_name: name.into(),
         capabilities: Capabilities::NONE,
         rdma: None,
+        nonce: None,
+        proof: None,
     })
 }
 
