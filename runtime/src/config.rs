@@ -171,6 +171,8 @@ pub struct Limits {
     pub offload_queue_max: usize,
     /// How long a compute node waits for an offloaded funclet.
     pub offload_ms_max: u64,
+    /// Linear memory all calls of the node may hold at once.
+    pub node_memory_bytes_max: u64,
 }
 
 /// The file's form, and the form CLI flags write into before validation.
@@ -277,6 +279,7 @@ pub struct RawLimits {
     pub offload_slots_max: Option<usize>,
     pub offload_queue_max: Option<usize>,
     pub offload_ms_max: Option<u64>,
+    pub node_memory_bytes_max: Option<u64>,
 }
 
 impl RawConfig {
@@ -551,6 +554,7 @@ impl Limits {
             offload_slots_max,
             offload_queue_max,
             offload_ms_max,
+            node_memory_bytes_max,
         } = raw;
         let memory_bytes_max = memory_bytes_max.unwrap_or(limits::MEMORY_BYTES_MAX_DEFAULT);
         if !(64 << 10..=limits::MEMORY_BYTES_MAX_CEILING).contains(&memory_bytes_max) {
@@ -587,7 +591,15 @@ impl Limits {
         if offload_ms_max == 0 {
             bail!("limits.offload_ms_max must be positive");
         }
+        let node_memory_bytes_max =
+            node_memory_bytes_max.unwrap_or(limits::NODE_MEMORY_BYTES_MAX_DEFAULT);
+        if node_memory_bytes_max < memory_bytes_max {
+            bail!(
+                "limits.node_memory_bytes_max ({node_memory_bytes_max}) must be at least limits.memory_bytes_max ({memory_bytes_max})"
+            );
+        }
         Ok(Limits {
+            node_memory_bytes_max,
             offload_slots_max,
             offload_queue_max,
             offload_ms_max,

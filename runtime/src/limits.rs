@@ -47,6 +47,13 @@ pub const FUNCTIONS_MAX: usize = 10_000;
 /// hold: they become its data segments and its stored artifact, so a small
 /// upload cannot store hundreds of MiB.
 pub const ZYGOTE_IMAGE_BYTES_MAX: usize = 64 << 20;
+/// A call's `cmdline` (argv past the module's name): Linux's own cap on
+/// one argument string is 128 KiB.
+pub const CMDLINE_BYTES_MAX: usize = 64 << 10;
+/// Linear memory all calls on a node may hold at once, by default: calls
+/// that would grow past it trap with a reason instead of the node
+/// swapping or being killed.
+pub const NODE_MEMORY_BYTES_MAX_DEFAULT: u64 = 8 << 30;
 /// A wasm module as uploaded.
 pub const MODULE_BYTES_MAX: usize = 256 << 20;
 /// HTTP request bodies other than uploads: JSON invocation messages carry

@@ -197,6 +197,9 @@ struct UpArgs {
     /// runs the funclet itself, in milliseconds.
     #[arg(long)]
     offload_ms_max: Option<u64>,
+    /// Linear memory all calls of the node may hold at once, in bytes.
+    #[arg(long)]
+    node_memory_bytes_max: Option<u64>,
     /// Microseconds an idle shard polls before sleeping (lower latency,
     /// one busy core per shard; default 0).
     #[arg(long)]
@@ -338,6 +341,7 @@ fn up_config(args: UpArgs, node_name: Option<&str>) -> Result<Config> {
         offload_slots_max,
         offload_queue_max,
         offload_ms_max,
+        node_memory_bytes_max,
         spin_us,
         backend,
         ceph_conf,
@@ -377,6 +381,7 @@ fn up_config(args: UpArgs, node_name: Option<&str>) -> Result<Config> {
     limits.offload_slots_max = offload_slots_max.or(limits.offload_slots_max);
     limits.offload_queue_max = offload_queue_max.or(limits.offload_queue_max);
     limits.offload_ms_max = offload_ms_max.or(limits.offload_ms_max);
+    limits.node_memory_bytes_max = node_memory_bytes_max.or(limits.node_memory_bytes_max);
     Config::validate(raw)
 }
 

@@ -293,3 +293,62 @@ fn walk(dir: &std::path::Path) -> Result<u64> {
     }
     Ok(total)
 }
+
+/// A node-wide budget on the linear memory of all calls at once. Before:
+/// four memory-hungry calls took the node to 3.7 GiB. Now a call that
+/// would grow the node's calls past the budget traps with the reason,
+/// and the budget comes back when calls end.
+#[test]
+fn calls_together_stay_within_the_node_memory_budget() -> Result<()> {
+    let node = Node::start(ferry_tests::NodeOptions {
+        functions: true,
+        extra: [
+            "--memory-bytes-max",
+            "268435456",
+            "--node-memory-bytes-max",
+            "314572800",
+        ]
+        .map(String::from)
+        .to_vec(),
+        ..Default::default()
+    })?;
+    // ~195 MiB held by a call that waits for object `gate`.
+    let holder = node
+        .invoke(json!({"user": "test", "function": "probe", "input_data": "gate 0 200000 0 1", "async": true}))?
+        .text();
+    let holder: u64 = holder.parse()?;
+    std::thread::sleep(Duration::from_millis(500));
+    let refused = node.call("test", "probe", "other 0 200000 0 0")?;
+    assert_eq!(refused.status, 500, "{}", refused.text());
+    assert!(
+        refused.text().contains("node memory budget exhausted"),
+        "{}",
+        refused.text()
+    );
+    // Let the holder finish; the budget is whole again.
+    assert_eq!(node.put(&node.upload, "/o/test/gate", b"open")?.status, 200);
+    node.wait_for(Duration::from_secs(60), |n| {
+        Ok(!n
+            .invoke(json!({"status": true, "id": holder}))?
+            .text()
+            .starts_with("RUNNING"))
+    })?;
+    let fits = node.call("test", "probe", "other 0 200000 0 0")?;
+    assert_eq!(fits.status, 200, "{}", fits.text());
+    assert!(fits.text().starts_with("ret=42"), "{}", fits.text());
+    node.assert_serving()
+}
+
+/// `cmdline` had no cap (it becomes the guest's argv). Now past 64 KiB it
+/// is refused with 413 and a reason, and the node serves on.
+#[test]
+fn an_oversized_cmdline_is_refused() -> Result<()> {
+    let node = Node::with_functions()?;
+    let ok = node.invoke(json!({"user": "test", "function": "argv", "cmdline": "a b"}))?;
+    assert_eq!(ok.status, 200, "{}", ok.text());
+    let long = "x ".repeat(40_000);
+    let refused = node.invoke(json!({"user": "test", "function": "argv", "cmdline": long}))?;
+    assert_eq!(refused.status, 413, "{}", refused.text());
+    assert!(refused.text().contains("cmdline"), "{}", refused.text());
+    node.assert_serving()
+}

@@ -9,6 +9,7 @@
 pub mod rewrite;
 mod zygote;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -109,6 +110,13 @@ pub struct Mapping {
     pub free: bool,
 }
 
+/// Linear memory held by every call of the node, against its budget.
+#[derive(Debug)]
+pub struct NodeMemory {
+    pub held: AtomicU64,
+    pub max_bytes: u64,
+}
+
 /// The store data of one call: what host functions reach through `Caller`.
 pub struct CallCtx {
     pub wasi: WasiP1Ctx,
@@ -116,6 +124,7 @@ pub struct CallCtx {
     pub function: Arc<Function>,
     pub output: Option<Vec<u8>>,
     pub memory_bytes_max: u64,
+    memory_share: MemoryShare,
     pub output_bytes_max: usize,
     log_bytes_max: usize,
     pub maps: Vec<Mapping>,
@@ -143,6 +152,19 @@ impl CallCtx {
     }
 }
 
+/// One call's share of the node's memory budget, given back when the
+/// call's store goes.
+struct MemoryShare {
+    held_bytes: u64,
+    node: Arc<NodeMemory>,
+}
+
+impl Drop for MemoryShare {
+    fn drop(&mut self) {
+        self.node.held.fetch_sub(self.held_bytes, Ordering::Relaxed);
+    }
+}
+
 impl ResourceLimiter for CallCtx {
     fn memory_growing(
         &mut self,
@@ -156,6 +178,18 @@ impl ResourceLimiter for CallCtx {
                 self.memory_bytes_max
             );
         }
+        // The node's budget, shared by every call on every shard.
+        let more = (desired as u64).saturating_sub(self.memory_share.held_bytes);
+        let budget = &self.memory_share.node;
+        let held = budget.held.fetch_add(more, Ordering::Relaxed) + more;
+        if held > budget.max_bytes {
+            budget.held.fetch_sub(more, Ordering::Relaxed);
+            bail!(
+                "node memory budget exhausted: growing linear memory to {desired} bytes would bring the node's calls to {held} bytes, budget is {} bytes",
+                budget.max_bytes
+            );
+        }
+        self.memory_share.held_bytes += more;
         Ok(true)
     }
 
@@ -176,6 +210,8 @@ pub struct Executor {
     pub engine: Engine,
     linker: Linker<CallCtx>,
     pub limits: Limits,
+    /// Linear memory every call holds, against the node's budget.
+    pub memory: Arc<NodeMemory>,
 }
 
 impl Executor {
@@ -215,6 +251,10 @@ impl Executor {
         Ok(Executor {
             engine,
             linker,
+            memory: Arc::new(NodeMemory {
+                held: AtomicU64::new(0),
+                max_bytes: limits.node_memory_bytes_max,
+            }),
             limits,
         })
     }
@@ -258,6 +298,10 @@ impl Executor {
             function,
             output: None,
             memory_bytes_max: self.limits.memory_bytes_max,
+            memory_share: MemoryShare {
+                held_bytes: 0,
+                node: self.memory.clone(),
+            },
             output_bytes_max: self.limits.output_bytes_max,
             log_bytes_max: self.limits.log_bytes_max,
             maps: Vec::new(),

@@ -159,6 +159,16 @@ async fn invoke(shard: Rc<LocalShard>, message: Message, caller: Option<&str>) -
             ),
         );
     }
+    let cmdline_len = message.cmdline.as_ref().map_or(0, String::len);
+    if cmdline_len > crate::limits::CMDLINE_BYTES_MAX {
+        return text(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "cmdline of {cmdline_len} bytes exceeds the cap of {} bytes",
+                crate::limits::CMDLINE_BYTES_MAX
+            ),
+        );
+    }
     let Some(function) = shard.node.registry.get(&user, &function_name) else {
         return text(
             StatusCode::NOT_FOUND,
