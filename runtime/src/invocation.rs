@@ -73,6 +73,12 @@ pub struct AsyncCalls {
 struct Inner {
     calls: HashMap<u64, Entry>,
     finished: VecDeque<(Instant, u64)>,
+    /// Output and log bytes of the results kept.
+    kept_bytes: usize,
+}
+
+fn result_bytes(result: &CallResult) -> usize {
+    result.output.len() + result.log.len()
 }
 
 /// Why an asynchronous call could not start.
@@ -102,7 +108,13 @@ impl AsyncCalls {
                 break;
             }
             inner.finished.pop_front();
-            inner.calls.remove(&id);
+            if let Some(Entry {
+                state: State::Done(result),
+                ..
+            }) = inner.calls.remove(&id)
+            {
+                inner.kept_bytes -= result_bytes(&result);
+            }
         }
         if inner.calls.len() >= limits::ASYNC_RESULTS_MAX {
             return Err(AsyncStartError::Full);
@@ -127,9 +139,37 @@ impl AsyncCalls {
 
     pub fn finish(&self, id: u64, result: CallResult) {
         let mut inner = self.lock();
-        if let Some(entry) = inner.calls.get_mut(&id) {
-            entry.state = State::Done(Arc::new(result));
-            inner.finished.push_back((Instant::now(), id));
+        let bytes = result_bytes(&result);
+        let Some(entry) = inner.calls.get_mut(&id) else {
+            return;
+        };
+        entry.state = State::Done(Arc::new(result));
+        inner.finished.push_back((Instant::now(), id));
+        inner.kept_bytes += bytes;
+        // Past the byte budget, the oldest results give way: each is
+        // replaced by a short failure that says why, so its id still
+        // answers.
+        let mut oldest = 0;
+        while inner.kept_bytes > limits::ASYNC_RESULT_BYTES_MAX && oldest < inner.finished.len() {
+            let (_, old_id) = inner.finished[oldest];
+            oldest += 1;
+            let dropped = match inner.calls.get_mut(&old_id) {
+                Some(entry) => match &entry.state {
+                    State::Done(old) if result_bytes(old) > 0 => {
+                        let freed = result_bytes(old);
+                        let reason = format!(
+                            "result of {freed} bytes no longer kept: the node keeps at most {} bytes of asynchronous results",
+                            limits::ASYNC_RESULT_BYTES_MAX
+                        );
+                        entry.state =
+                            State::Done(Arc::new(CallResult::failed(reason, Instant::now())));
+                        freed
+                    }
+                    _ => 0,
+                },
+                None => 0,
+            };
+            inner.kept_bytes -= dropped;
         }
     }
 
@@ -186,6 +226,41 @@ mod tests {
         let open = calls.start(None)?;
         assert!(calls.status(open, None).is_some());
         assert!(calls.status(open, Some("bob")).is_some());
+        Ok(())
+    }
+
+    #[test]
+    fn kept_results_stay_within_their_byte_budget() -> Result<(), AsyncStartError> {
+        let calls = AsyncCalls::new(Duration::from_secs(600));
+        let each = 40 << 20;
+        let mut ids = Vec::new();
+        for _ in 0..5 {
+            let id = calls.start(None)?;
+            let mut result = CallResult::failed(String::new(), Instant::now());
+            (result.return_code, result.failure) = (0, None);
+            result.output = vec![7; each];
+            calls.finish(id, result);
+            ids.push(id);
+        }
+        assert!(calls.lock().kept_bytes <= limits::ASYNC_RESULT_BYTES_MAX);
+        let kept: Vec<bool> = ids
+            .iter()
+            .map(|id| match calls.status(*id, None) {
+                Some(AsyncStatus::Done(r)) => r.output.len() == each,
+                _ => false,
+            })
+            .collect();
+        // The newest three fit 128 MiB; the two oldest gave way and say so.
+        assert_eq!(kept, [false, false, true, true, true]);
+        match calls.status(ids[0], None) {
+            Some(AsyncStatus::Done(r)) => {
+                assert!(r
+                    .failure
+                    .as_deref()
+                    .is_some_and(|f| f.contains("no longer kept")))
+            }
+            _ => panic!("the oldest id must still answer"),
+        }
         Ok(())
     }
 }

@@ -65,11 +65,17 @@ pub const OBJECT_BODY_BYTES_MAX: usize = 1 << 30;
 /// an idle keep-alive connection is kept): slow or stalled clients cannot
 /// pin connection slots.
 pub const HEADER_READ_MS_MAX_DEFAULT: u64 = 30_000;
+/// Longest a request body may go without a byte arriving before the
+/// request is answered 408 and its connection freed.
+pub const BODY_STALL_MS_MAX: u64 = 10_000;
 /// Open HTTP connections per shard; more are closed at accept.
 pub const CONNECTIONS_PER_SHARD_MAX: usize = 4096;
 /// Finished asynchronous calls kept for polling.
 pub const ASYNC_RESULTS_MAX: usize = 100_000;
 pub const ASYNC_RESULT_RETENTION_S_DEFAULT: u64 = 600;
+/// Output and log bytes of the asynchronous results a node keeps at once;
+/// past it the oldest give way (8 results of 32 MiB held 256 MiB before).
+pub const ASYNC_RESULT_BYTES_MAX: usize = 128 << 20;
 /// Users with an API token (`[auth]`): a request with a token of no
 /// user's is told so after one constant-time compare per user.
 pub const AUTH_USERS_MAX: usize = 1024;

@@ -352,3 +352,45 @@ fn an_oversized_cmdline_is_refused() -> Result<()> {
     assert!(refused.text().contains("cmdline"), "{}", refused.text());
     node.assert_serving()
 }
+
+/// Slow clients were cut off only while sending headers: a body that
+/// stopped half-way held its connection for ever. Now a body that goes
+/// 10 s without a byte is answered 408 and the connection freed.
+#[test]
+fn a_stalled_request_body_is_cut_off() -> Result<()> {
+    use std::io::{Read, Write};
+    let node = Node::with_functions()?;
+    let mut stream = std::net::TcpStream::connect(&node.upload)?;
+    stream.write_all(
+        b"PUT /o/test/slow HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n0123456789",
+    )?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let started = Instant::now();
+    let mut reply = Vec::new();
+    let mut buf = [0u8; 1024];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                reply.extend_from_slice(&buf[..n]);
+                if reply.windows(4).any(|w| w == b"\r\n\r\n") && reply.ends_with(b"ms") {
+                    break;
+                }
+            }
+            Err(error) => bail!("no answer after {:?}: {error}", started.elapsed()),
+        }
+    }
+    let reply = String::from_utf8_lossy(&reply);
+    assert!(reply.starts_with("HTTP/1.1 408"), "{reply}");
+    assert!(
+        started.elapsed() >= Duration::from_secs(9),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        node.get(&node.upload, "/o/test/slow")?.status,
+        404,
+        "nothing half-written"
+    );
+    node.assert_serving()
+}

@@ -130,16 +130,48 @@ pub fn busy() -> Reply {
 
 /// Reads a request body of at most `max` bytes; `Err` is the reply to send.
 pub async fn read_body(request: Request<Incoming>, max: usize) -> Result<Bytes, Reply> {
-    match Limited::new(request.into_body(), max).collect().await {
-        Ok(body) => Ok(body.to_bytes()),
-        Err(error) if error.is::<http_body_util::LengthLimitError>() => Err(text(
+    // A client that stops sending mid-body is cut off: no part of the body
+    // may take longer than this to arrive (a stalled body held its
+    // connection, and what it had sent, for ever).
+    let stall = std::time::Duration::from_millis(limits::BODY_STALL_MS_MAX);
+    let mut body = Limited::new(request.into_body(), max);
+    let mut collected = bytes::BytesMut::new();
+    loop {
+        let frame = match glommio::timer::timeout(stall, async { Ok(body.frame().await) }).await {
+            Ok(frame) => frame,
+            Err(_) => {
+                return Err(text(
+                    StatusCode::REQUEST_TIMEOUT,
+                    format!(
+                        "The request body stalled: nothing arrived for {} ms",
+                        limits::BODY_STALL_MS_MAX
+                    ),
+                ))
+            }
+        };
+        match frame {
+            None => return Ok(collected.freeze()),
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    collected.extend_from_slice(&data);
+                }
+            }
+            Some(Err(error)) => return Err(body_error(error, max)),
+        }
+    }
+}
+
+fn body_error(error: Box<dyn std::error::Error + Send + Sync>, max: usize) -> Reply {
+    if error.is::<http_body_util::LengthLimitError>() {
+        text(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!("Request body exceeds the cap of {max} bytes"),
-        )),
-        Err(error) => Err(text(
+        )
+    } else {
+        text(
             StatusCode::BAD_REQUEST,
             format!("Reading the request body: {error}"),
-        )),
+        )
     }
 }
 
