@@ -9,16 +9,26 @@
 #     each moved between the nodes (offload pages from the compute node's
 #     /metrics; for forbid_ndp the object's bytes, read over the transport).
 # Usage: bench/offload.sh [OUT_DIR] [SECONDS_PER_POINT]
+# BACKEND=ceph runs it on Ceph instead: 3 storage nodes, each fronting one
+# memstore OSD (deploy/ceph/start.sh --osds 3, replication 3); a funclet goes
+# to the node of its object's primary OSD, and forbid_ndp reads RADOS from
+# the compute node.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
-out="${1:-$root/bench/results/offload}"
+backend="${BACKEND:-embedded}"
+case "$backend" in
+  embedded) storage=2 results=offload ;;
+  ceph) storage=3 results=offload-ceph ;;
+  *) echo "offload.sh: BACKEND is embedded or ceph, got '$backend'" >&2; exit 2 ;;
+esac
+out="${1:-$root/bench/results/$results}"
 seconds="${2:-5}"
 dir="$(mktemp -d)"
 bench="$root/target/release/ferry-bench"
 trap '"$root/deploy/local/cluster.sh" stop "$dir" >/dev/null 2>&1 || true; rm -rf "$dir"' EXIT
 mkdir -p "$out"
 
-"$root/deploy/local/cluster.sh" start "$dir" --compute 1 --storage 2 \
+"$root/deploy/local/cluster.sh" start "$dir" --compute 1 --storage "$storage" --backend "$backend" \
   --functions "$root/guests/out/examples" --functions "$root/guests/out/tests" >/dev/null
 compute_invoke=$(awk '$2 == "compute" {print $3; exit}' "$dir/endpoints")
 compute_upload=$(awk '$2 == "compute" {print $4; exit}' "$dir/endpoints")
@@ -64,5 +74,9 @@ for mode in ndp forbid; do
   echo "wordcount-64m-$mode: offload pages sent $((${sent1%.*} - ${sent0%.*})) B, received $((${recv1%.*} - ${recv0%.*})) B"
   run "wordcount-64m-$mode" wordcount ndp big $flag
 done
-echo "(forbid_ndp moves the object itself: 67108864 B over the transport per call)"
+if [ "$backend" = ceph ]; then
+  echo "(forbid_ndp reads the object from RADOS on the compute node: 67108864 B from its primary OSD per call)"
+else
+  echo "(forbid_ndp moves the object itself: 67108864 B over the transport per call)"
+fi
 echo "results in $out"

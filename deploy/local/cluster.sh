@@ -17,10 +17,11 @@
 #   DIR/endpoints        one line per node: NAME ROLE INVOKE_URL UPLOAD_URL
 #   DIR/NAME/{data,log,pid,ready}
 # and returns once every node's GET /healthz answers 200. With --backend ceph
-# it first starts a one-OSD Ceph with deploy/ceph/start.sh in DIR/ceph; the
-# OSD's host is storage-0's `ceph_host`, so Ceph placement sends every object
-# to storage-0 (the other storage nodes keep their address as `ceph_host`,
-# which no OSD reports: they hold nothing).
+# it first starts a Ceph with one memstore OSD per storage node
+# (deploy/ceph/start.sh DIR/ceph --osds N): osd.i sits under CRUSH host
+# `storage-i`, which is storage-i's `ceph_host`, so a funclet goes to the
+# storage node of its object's primary OSD, and follows the OSD map when an
+# OSD stops (deploy/ceph/osd.sh DIR/ceph stop|start I).
 #
 # `stop` sends TERM to every node, KILL to any still running after
 # FERRY_CLUSTER_STOP_S, stops the Ceph it started, and keeps DIR's data and
@@ -48,7 +49,7 @@ usage: deploy/local/cluster.sh start DIR [--compute M] [--storage N]
   --compute M    compute nodes, on 127.0.1.1.. (default 1)
   --storage N    storage nodes, on 127.0.2.1.. (default 2)
   --backend B    embedded (objects on the storage nodes' disks, default) or
-                 ceph (a one-OSD Ceph started in DIR/ceph)
+                 ceph (a Ceph with one OSD per storage node, in DIR/ceph)
   --functions D  a <user>/<function>.wasm tree every node loads; repeatable
                  (default: guests/out/examples)
   --binary PATH  the ferry binary (default: target/release/ferry)
@@ -307,6 +308,8 @@ cmd_start() {
   done
   ready_s=${FERRY_CLUSTER_READY_S:-60}
   check_count FERRY_CLUSTER_READY_S "$ready_s" 1 3600
+  # One OSD per storage node, and start.sh runs at most 16.
+  [ "$backend" != ceph ] || check_count --storage "$storage" 1 16
   set_dir "$dir_arg"
 
   if [ "${#functions[@]}" -eq 0 ]; then
@@ -368,24 +371,15 @@ cmd_start() {
 
   local storage_table='[storage]
 backend = "embedded"'
-  local ceph_host=""
   if [ "$backend" = ceph ]; then
     local pool=${FERRY_CEPH_POOL:-ferry}
-    echo "$me: starting a one-OSD Ceph in $ceph_dir" >&2
-    FERRY_CEPH_POOL=$pool bash "$root/deploy/ceph/start.sh" "$ceph_dir" >"$dir/ceph.out" ||
+    echo "$me: starting a Ceph with $storage OSD(s) in $ceph_dir" >&2
+    FERRY_CEPH_POOL=$pool bash "$root/deploy/ceph/start.sh" "$ceph_dir" --osds "$storage" >"$dir/ceph.out" ||
       die "deploy/ceph/start.sh failed (its output: $dir/ceph.out)"
-    # The host name the OSD reports is what Ceph placement matches
-    # `ceph_host` against (storage/src/placement.rs reads `osd metadata`).
-    ceph_host=$(timeout 30 ceph -c "$ceph_dir/ceph.conf" --connect-timeout 20 osd metadata 0 -f json 2>/dev/null |
-      sed -n 's/.*"hostname": *"\([^"]*\)".*/\1/p' | head -n 1)
-    [ -n "$ceph_host" ] || die "could not read osd.0's host name from ceph osd metadata"
     storage_table="[storage]
 backend = \"ceph\"
 ceph_conf = \"$ceph_dir/ceph.conf\"
 ceph_pool = \"$pool\""
-    if [ "$storage" -gt 1 ]; then
-      echo "$me: note: the one OSD runs on host $ceph_host, which is storage-0's; storage-1.. hold no objects" >&2
-    fi
   fi
 
   {
@@ -401,8 +395,9 @@ ceph_pool = \"$pool\""
       echo "http_port = 8080"
       echo "upload_port = 8002"
       echo "transport_port = 7000"
-      if [ -n "$ceph_host" ] && [ "$name" = storage-0 ]; then
-        echo "ceph_host = \"$ceph_host\""
+      # The CRUSH host of this node's OSD (deploy/ceph/start.sh names them).
+      if [ "$backend" = ceph ] && [ "${roles[$name]}" = storage ]; then
+        echo "ceph_host = \"$name\""
       fi
     done
   } >"$config"

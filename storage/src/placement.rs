@@ -9,7 +9,8 @@
 //!   round trip; adding an n-th node moves only the ~1/n of the keys that the
 //!   new node now wins, and removing one moves only that node's keys.
 //! - **Ceph**: the storage node on the host of the object's primary OSD, as
-//!   the monitors' OSD map says (`osd map POOL OBJECT`). Answers are cached
+//!   the monitors' OSD map says (`osd map POOL OBJECT`; the host is the
+//!   CRUSH host bucket the OSD sits under, `osd tree`). Answers are cached
 //!   per object and tagged with the OSD map epoch they were computed at; a
 //!   thread of the placement's own checks the epoch every `epoch_check_ms`
 //!   and any change invalidates every cached answer. A cached lookup costs a
@@ -56,8 +57,7 @@ pub struct CephLocation {
 /// Settings of a Ceph [`Placement`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CephPlacementConfig {
-    /// The storage nodes, each with the host name its OSDs report (the
-    /// `hostname` of `ceph osd metadata`).
+    /// The storage nodes, each with the CRUSH host its OSDs sit under.
     pub nodes: Vec<CephNode>,
     /// OSDs placed on a node by the config instead of by host name.
     pub osd_nodes: BTreeMap<i32, String>,
@@ -384,8 +384,8 @@ struct CephShared {
     host_nodes: HashMap<String, usize>,
     /// OSD -> node index, from the config.
     osd_overrides: HashMap<i32, usize>,
-    /// OSD -> host name, from `osd metadata`; refreshed when the epoch
-    /// moves. Read only on a cache miss.
+    /// OSD -> the CRUSH host it sits under, from `osd tree`; refreshed
+    /// when the epoch moves. Read only on a cache miss.
     osd_hosts: RwLock<HashMap<i32, String>>,
     /// The newest OSD map epoch seen.
     epoch: AtomicU64,
@@ -421,7 +421,7 @@ impl CephMap {
             None => {
                 let shared = self.shared.clone();
                 self.store
-                    .call("reading osd metadata for", &name, move |cluster| {
+                    .call("reading the CRUSH hosts for", &name, move |cluster| {
                         Ok(shared.refresh_osd_hosts(cluster))
                     })
                     .await??;
@@ -505,22 +505,30 @@ impl CephShared {
         Ok((pg, primary, epoch))
     }
 
-    /// Reads every OSD's host from `osd metadata`. Blocking.
+    /// Reads the CRUSH host bucket every OSD sits under (`osd tree`): the
+    /// host CRUSH spreads replicas over, which is the machine's short host
+    /// name unless the OSD's `crush location` says otherwise (as in
+    /// deploy/ceph/start.sh, where each OSD has a host of its own). Blocking.
     fn refresh_osd_hosts(&self, cluster: &crate::rados::Cluster) -> Result<(), StorageError> {
-        let command = serde_json::json!({ "prefix": "osd metadata", "format": "json" });
+        let command = serde_json::json!({ "prefix": "osd tree", "format": "json" });
         let answer = mon_json(
             cluster,
-            "reading osd metadata of pool",
+            "reading the CRUSH hosts of pool",
             &self.pool,
             &command,
         )?;
         let mut hosts = HashMap::new();
-        for osd in answer.as_array().into_iter().flatten() {
-            let (Some(id), Some(host)) = (osd["id"].as_i64(), osd["hostname"].as_str()) else {
+        let buckets = answer["nodes"].as_array().into_iter().flatten();
+        for bucket in buckets.filter(|node| node["type"] == "host") {
+            let Some(host) = bucket["name"].as_str() else {
                 continue;
             };
-            if let Ok(id) = i32::try_from(id) {
-                hosts.insert(id, host.to_string());
+            // A host's children are OSDs (ids >= 0).
+            let children = bucket["children"].as_array().into_iter().flatten();
+            for id in children.filter_map(|child| i32::try_from(child.as_i64()?).ok()) {
+                if id >= 0 {
+                    hosts.insert(id, host.to_string());
+                }
             }
         }
         *self

@@ -209,10 +209,9 @@ fn connect_fails_clearly(ceph: &Ceph) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn this_host() -> anyhow::Result<String> {
-    let out = run(&mut Command::new("hostname"))?;
-    Ok(String::from_utf8_lossy(&out).trim().to_string())
-}
+/// The CRUSH host of the cluster's one OSD: deploy/ceph/start.sh puts
+/// osd.i under host `storage-i`.
+const OSD_HOST: &str = "storage-0";
 
 fn placement_for(
     store: &RadosStore,
@@ -255,7 +254,7 @@ fn cli_osd_map(ceph: &Ceph, name: &str) -> anyhow::Result<(String, i64, u64)> {
 }
 
 fn placement_matches_ceph_osd_map(ceph: &Ceph, store: &RadosStore) -> anyhow::Result<()> {
-    let placement = placement_for(store, &this_host()?, 1000)?;
+    let placement = placement_for(store, OSD_HOST, 1000)?;
     let local = placement.local();
     let keys: Vec<Vec<u8>> = (0..10)
         .map(|i| match i {
@@ -313,7 +312,7 @@ fn placement_matches_ceph_osd_map(ceph: &Ceph, store: &RadosStore) -> anyhow::Re
 }
 
 fn placement_follows_the_osd_map_epoch(ceph: &Ceph, store: &RadosStore) -> anyhow::Result<()> {
-    let placement = placement_for(store, &this_host()?, 100)?;
+    let placement = placement_for(store, OSD_HOST, 100)?;
     let local = placement.local();
     let before = on_executor(async { Ok(local.locate("placed", b"epoch").await?.ceph) })?
         .ok_or_else(|| anyhow!("no ceph location"))?;

@@ -124,13 +124,10 @@ fn ndp_lines_with_objects_in_ceph() -> Result<()> {
 fn placement_matches_ceph_osd_map() -> Result<()> {
     let ceph = Ceph::start()?;
     let scratch = tempfile::tempdir()?;
-    // The memstore OSD reports this machine's host name.
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")?
-        .trim()
-        .to_owned();
+    // start.sh puts osd.0 under CRUSH host storage-0.
     let config = format!(
         "[storage]\nbackend = \"ceph\"\nceph_conf = \"{}\"\nceph_pool = \"ferry\"\n\
-         [[nodes]]\nname = \"storage-0\"\nrole = \"all\"\nhost = \"127.0.0.1\"\nceph_host = \"{host}\"\n\
+         [[nodes]]\nname = \"storage-0\"\nrole = \"all\"\nhost = \"127.0.0.1\"\nceph_host = \"storage-0\"\n\
          http_port = {}\nupload_port = {}\ntransport_port = {}\n",
         ceph.conf().display(),
         ferry_tests::free_port("127.0.0.1")?,

@@ -27,6 +27,7 @@ use crate::limits;
 use crate::objects::Objects;
 use crate::peers::{module_hash, push_module};
 use crate::shard::LocalShard;
+use ferry_storage::ObjectStore;
 use ferry_transport::{ErrorCode, Message, Offer, Pages};
 use snapshot::{Base, WASM_PAGE_BYTES};
 
@@ -132,21 +133,31 @@ enum Site {
     Peer(PeerNode),
 }
 
-/// `forbid_ndp`: here, reading objects over the network. A node whose
-/// object door is local holds the object. Otherwise the storage node that
-/// placement names (here again when placement cannot answer: the funclet's
-/// own reads will report what is wrong).
+/// `forbid_ndp`: here, reading objects over the network. Otherwise the
+/// storage node that placement names: on the embedded store the node that
+/// keeps the object, on Ceph the node on the host of the object's primary
+/// OSD. Here when that is this node, when this node keeps its own objects
+/// (an embedded store's storage node) and when placement cannot answer (the
+/// funclet's own reads will report what is wrong).
 async fn site(shard: &LocalShard, user: &str, forbid_ndp: bool, key: &[u8]) -> Site {
     if forbid_ndp {
         return Site::Here(Here::ForbidNdp);
     }
-    let Objects::Remote(remote) = shard.objects() else {
-        return Site::Here(Here::HoldsObject);
+    let named = match (shard.objects(), &shard.placement) {
+        (Objects::Remote(remote), _) => remote.node_for(user, key).await.ok().map(|n| &*n.name),
+        // Every node can read RADOS; the primary OSD's host reads it there.
+        (Objects::Local(ObjectStore::Rados(_)), Some(placement)) => {
+            placement.locate(user, key).await.ok().map(|l| l.node)
+        }
+        (Objects::Local(_), _) => return Site::Here(Here::HoldsObject),
     };
-    let (Some(peers), Ok(node)) = (shard.peers.as_ref(), remote.node_for(user, key).await) else {
+    let Some(name) = named else {
         return Site::Here(Here::Fallback);
     };
-    match peers.by_name(&node.name) {
+    if name == shard.node.config.name {
+        return Site::Here(Here::HoldsObject);
+    }
+    match shard.peers.as_ref().and_then(|peers| peers.by_name(name)) {
         Some(peer) => Site::Peer(peer.clone()),
         None => Site::Here(Here::Fallback),
     }
