@@ -68,6 +68,9 @@ pub const HEADER_READ_MS_MAX_DEFAULT: u64 = 30_000;
 /// Longest a request body may go without a byte arriving before the
 /// request is answered 408 and its connection freed.
 pub const BODY_STALL_MS_MAX: u64 = 10_000;
+/// Longest one write of an answer to a client may wait (a client that
+/// stopped reading) before the connection is closed.
+pub const RESPONSE_WRITE_MS_MAX: u64 = 30_000;
 /// Open HTTP connections per shard; more are closed at accept.
 pub const CONNECTIONS_PER_SHARD_MAX: usize = 4096;
 /// Finished asynchronous calls kept for polling.

@@ -56,6 +56,11 @@ pub async fn serve(listener: TcpListener, shard: Rc<LocalShard>, api: Api) {
             continue;
         }
         let _ = stream.set_nodelay(true);
+        // A client that stops reading its answer cannot hold the
+        // connection (and the answer's bytes) for ever.
+        let _ = stream.set_write_timeout(Some(std::time::Duration::from_millis(
+            limits::RESPONSE_WRITE_MS_MAX,
+        )));
         open.set(open.get() + 1);
         let open = open.clone();
         let shard = shard.clone();
