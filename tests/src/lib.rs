@@ -326,18 +326,16 @@ impl Node {
         self.child.id()
     }
 
+    /// One scrape of `/metrics`.
+    pub fn scrape(&self) -> Result<Scrape> {
+        Ok(Scrape(self.get(&self.http, "/metrics")?.text()))
+    }
+
     /// The value of one sample of `/metrics`, named with its labels as the
     /// exposition writes them (`ferry_offloads_total{result="accepted"}`);
     /// 0 when the node does not show it.
     pub fn metric(&self, sample: &str) -> Result<f64> {
-        let text = self.get(&self.http, "/metrics")?.text();
-        Ok(text
-            .lines()
-            .find_map(|line| {
-                let (name, value) = line.rsplit_once(' ')?;
-                (name == sample).then(|| value.parse().ok())?
-            })
-            .unwrap_or(0.0))
+        Ok(self.scrape()?.value(sample))
     }
 
     /// Waits until `done` holds, checking every 20 ms, for at most `limit`.
@@ -368,6 +366,23 @@ impl Drop for Node {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A node's `/metrics` text, read once.
+pub struct Scrape(pub String);
+
+impl Scrape {
+    /// The value of a sample named with its labels as the exposition
+    /// writes them; 0 when absent.
+    pub fn value(&self, sample: &str) -> f64 {
+        self.0
+            .lines()
+            .find_map(|line| {
+                let (name, value) = line.rsplit_once(' ')?;
+                (name == sample).then(|| value.parse().ok())?
+            })
+            .unwrap_or(0.0)
     }
 }
 

@@ -211,15 +211,8 @@ struct Counters {
 }
 
 fn counters(node: &Node) -> Result<Counters> {
-    let text = node.get(&node.http, "/metrics")?.text();
-    let value = |sample: &str| -> f64 {
-        text.lines()
-            .find_map(|line| {
-                let (name, value) = line.rsplit_once(' ')?;
-                (name == sample).then(|| value.parse().ok())?
-            })
-            .unwrap_or(0.0)
-    };
+    let metrics = node.scrape()?;
+    let value = |sample: &str| metrics.value(sample);
     Ok(Counters {
         funclets_local: value("ferry_funclets_local_total"),
         here_forbid: value("ferry_funclets_here_total{reason=\"forbid_ndp\"}"),

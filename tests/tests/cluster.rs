@@ -3,36 +3,17 @@
 //! compute node reads and writes objects over the transport.
 
 use anyhow::Result;
-use ferry_tests::{free_port, Node, NodeOptions};
+use ferry_tests::{Cluster, Node};
 use serde_json::json;
 
 #[test]
 fn compute_node_reads_and_writes_objects_on_the_storage_nodes() -> Result<()> {
-    let scratch = tempfile::tempdir()?;
-    let nodes = [
+    let cluster = Cluster::configure(&[
         ("storage-a", "storage", "127.0.0.2"),
         ("storage-b", "storage", "127.0.0.3"),
         ("compute-a", "compute", "127.0.0.4"),
-    ];
-    let mut config = String::from("[storage]\nbackend = \"embedded\"\n");
-    for (name, role, host) in nodes {
-        config.push_str(&format!(
-            "[[nodes]]\nname = \"{name}\"\nrole = \"{role}\"\nhost = \"{host}\"\nhttp_port = {}\nupload_port = {}\ntransport_port = {}\n",
-            free_port(host)?,
-            free_port(host)?,
-            free_port(host)?
-        ));
-    }
-    let config_path = scratch.path().join("cluster.toml");
-    std::fs::write(&config_path, &config)?;
-    let start = |name: &str, functions: bool| {
-        Node::start(NodeOptions {
-            functions,
-            data: Some(scratch.path().join(name)),
-            cluster: Some((config_path.clone(), name.to_owned())),
-            ..Default::default()
-        })
-    };
+    ])?;
+    let start = |name: &str, functions: bool| cluster.start(name, functions, &[]);
     let storage_a = start("storage-a", false)?;
     let storage_b = start("storage-b", false)?;
     let compute = start("compute-a", true)?;
@@ -141,7 +122,6 @@ fn compute_node_reads_and_writes_objects_on_the_storage_nodes() -> Result<()> {
 /// to each node / to the holder.
 #[test]
 fn large_objects_stream_over_the_transport_both_ways() -> Result<()> {
-    use ferry_tests::Cluster;
     let cluster = Cluster::configure(&[
         ("storage-a", "storage", "127.0.4.1"),
         ("storage-b", "storage", "127.0.4.2"),

@@ -3,10 +3,10 @@
 //! where each funclet ran (the nodes' own metrics) and what crossed the
 //! wire, not only that the answer is right.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use ferry_tests::words::{text, wordcount, Rng};
 use ferry_tests::{guests, Cluster, Node};
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -35,15 +35,8 @@ struct Counters {
 }
 
 fn counters(node: &Node) -> Result<Counters> {
-    let text = node.get(&node.http, "/metrics")?.text();
-    let value = |sample: &str| -> f64 {
-        text.lines()
-            .find_map(|line| {
-                let (name, value) = line.rsplit_once(' ')?;
-                (name == sample).then(|| value.parse().ok())?
-            })
-            .unwrap_or(0.0)
-    };
+    let metrics = node.scrape()?;
+    let value = |sample: &str| metrics.value(sample);
     Ok(Counters {
         funclets_local: value("ferry_funclets_local_total"),
         here_forbid: value("ferry_funclets_here_total{reason=\"forbid_ndp\"}"),
@@ -58,45 +51,6 @@ fn counters(node: &Node) -> Result<Counters> {
         offers: value("ferry_peer_requests_total{kind=\"Offer\"}"),
         offers_declined: value("ferry_offers_total{outcome=\"declined\"}"),
     })
-}
-
-/// splitmix64: the test's objects are random but the same every run.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-}
-
-/// Text of whitespace-separated words from a vocabulary of 40, `len` bytes.
-fn text(rng: &mut Rng, len: usize) -> Vec<u8> {
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        let word = rng.next();
-        out.extend_from_slice(format!("w{}", word % 40).as_bytes());
-        out.push(if word % 11 == 0 { b'\n' } else { b' ' });
-    }
-    out.truncate(len);
-    out
-}
-
-fn wordcount(data: &[u8]) -> String {
-    let mut counts = BTreeMap::<&[u8], u64>::new();
-    for word in data
-        .split(|b| *b == b' ' || (b'\t'..=b'\r').contains(b))
-        .filter(|w| !w.is_empty())
-    {
-        *counts.entry(word).or_default() += 1;
-    }
-    counts
-        .into_iter()
-        .map(|(w, n)| format!("{}\t{n}\n", String::from_utf8_lossy(w)))
-        .collect()
 }
 
 /// Offsets of the non-overlapping occurrences of `needle`.
