@@ -39,3 +39,14 @@ if ! rustup target list --installed | grep -qx wasm32-wasip1; then
   echo "setup: adding the wasm32-wasip1 target"
   rustup target add wasm32-wasip1
 fi
+
+# Fuzzing (fuzz/run.sh, run by test.sh): the nightly toolchain, for
+# cargo-fuzz's sanitizer and coverage flags, and cargo-fuzz itself.
+if ! rustup toolchain list | grep -q '^nightly-'; then
+  echo "setup: installing the nightly toolchain"
+  rustup toolchain install nightly --profile minimal
+fi
+if ! command -v cargo-fuzz >/dev/null; then
+  echo "setup: installing cargo-fuzz"
+  cargo install cargo-fuzz --locked
+fi

@@ -15,4 +15,5 @@ features=(--features ferry-runtime/rdma)
 cargo build --release --workspace --all-targets "${features[@]}"
 cargo test --release --workspace --no-fail-fast "${features[@]}"
 bash deploy/check.sh
+bash fuzz/run.sh 20
 echo "test.sh: done in $(( $(date +%s) - start )) s"

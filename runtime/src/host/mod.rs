@@ -100,9 +100,11 @@ pub fn cstr_at(data: &[u8], ptr: i32, max: usize, import: &str) -> Result<String
     let tail = data.get(start..).ok_or_else(|| {
         anyhow!("env::{import}: string pointer {start:#x} is outside linear memory")
     })?;
+    // `max` is the host's own bound, but `max + 1` must not overflow for
+    // any of them (found by the host fuzz target with usize::MAX).
     let len = tail
         .iter()
-        .take(max + 1)
+        .take(max.saturating_add(1))
         .position(|b| *b == 0)
         .ok_or_else(|| {
             anyhow!("env::{import}: string at {start:#x} is not NUL-terminated within {max} bytes")
@@ -123,7 +125,7 @@ pub(crate) fn on_shard<'a, T: 'a>(
 
 #[cfg(test)]
 mod tests {
-    use super::guest_range;
+    use super::{cstr_at, guest_range};
 
     #[test]
     fn ranges_are_checked() {
@@ -139,5 +141,22 @@ mod tests {
         check(0x7fff_ff00, 4096, false);
         check(0, -1, false);
         check(100, i64::from(i32::MAX), false);
+    }
+
+    #[test]
+    fn strings_are_checked() {
+        let memory = b"ab\0\xff\0cd";
+        let check = |ptr: i32, max: usize, expected: Option<&str>| {
+            let got = cstr_at(memory, ptr, max, "t").ok();
+            assert_eq!(got.as_deref(), expected, "{ptr} {max}")
+        };
+        check(0, 2, Some("ab"));
+        check(0, 1, None); // the NUL is past max
+        check(2, 0, Some(""));
+        check(3, 8, None); // not UTF-8
+        check(5, 8, None); // no NUL before the end
+        check(8, 8, None); // pointer at the end
+        check(-1, 8, None); // 0xffffffff
+        check(0, usize::MAX, Some("ab")); // `max + 1` overflowed (host fuzz target)
     }
 }
