@@ -24,6 +24,10 @@ pub struct Metrics {
     /// Funclets run on this node for its own calls, by why they ran here
     /// (`forbid_ndp`, `holds_object`, `fallback`).
     pub funclets_here: IntCounterVec,
+    /// `funclets_here` by reason, resolved once: a label lookup takes the
+    /// metric's lock, which every shard shares, and this is counted for
+    /// every funclet a node runs for its own calls.
+    pub funclets_here_by_reason: [IntCounter; 3],
     /// Offers from other nodes, by what this node did (`accepted`,
     /// `declined`, `abandoned`: accepted but the pages never came).
     pub offers: IntCounterVec,
@@ -184,6 +188,8 @@ impl Metrics {
             offloads,
             offload_bytes,
             peer_requests,
+            funclets_here_by_reason: ["forbid_ndp", "holds_object", "fallback"]
+                .map(|reason| funclets_here.with_label_values(&[reason])),
             funclets_here,
             offers,
             offload_seconds,

@@ -275,7 +275,7 @@ impl Registry {
         };
         let exec = executor.clone();
         let key = (user.to_owned(), name.to_owned());
-        let (owned_key, disk) = (key.clone(), self.tickets_on_disk());
+        let (owned_key, disk) = (key.clone(), self.disk.clone());
         let function = glommio::executor()
             .spawn_blocking(move || -> Result<Function> {
                 let (user, name) = &owned_key;
@@ -312,11 +312,6 @@ impl Registry {
             applied.insert(key, ticket);
         }
         Ok(function)
-    }
-
-    /// The disk-side ticket table, shared with the blocking thread.
-    fn tickets_on_disk(&self) -> Arc<Mutex<HashMap<(String, String), u64>>> {
-        self.disk.clone()
     }
 }
 

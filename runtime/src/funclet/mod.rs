@@ -42,22 +42,13 @@ pub struct Funclet<'a> {
 /// Why a funclet ran on this node.
 #[derive(Debug, Clone, Copy)]
 pub enum Here {
-    /// The call asked for `forbid_ndp`: the baseline.
+    /// The call asked for `forbid_ndp`: the baseline. (The order is that
+    /// of `Metrics::funclets_here_by_reason`.)
     ForbidNdp,
     /// This node holds the object (or reads it as directly as any node).
     HoldsObject,
     /// The storage node declined, failed or could not be reached.
     Fallback,
-}
-
-impl Here {
-    fn name(self) -> &'static str {
-        match self {
-            Here::ForbidNdp => "forbid_ndp",
-            Here::HoldsObject => "holds_object",
-            Here::Fallback => "fallback",
-        }
-    }
 }
 
 const IMPORT: &str = "__faasmndp_storageCallAndAwait";
@@ -179,12 +170,7 @@ async fn run_here(
         .map_err(|e| anyhow!("env::{IMPORT}: {e}"))?;
     caller.data_mut().funclets_here += 1;
     shard.node.metrics.funclets_local.inc();
-    shard
-        .node
-        .metrics
-        .funclets_here
-        .with_label_values(&[here.name()])
-        .inc();
+    shard.node.metrics.funclets_here_by_reason[here as usize].inc();
     call_i32(&mut *caller, &func, funclet.args).await
 }
 
