@@ -47,6 +47,8 @@ pub struct Config {
     /// What nodes prove to each other in the transport's Hello (`[cluster]`);
     /// None: the transport is unauthenticated.
     pub cluster_secret: Option<ClusterSecret>,
+    /// Per-user quotas (`[quotas]`); none set: no user is limited.
+    pub quotas: QuotaConfig,
 }
 
 /// Per-user API tokens (HTTP.md, "Authentication"), kept as SHA-256
@@ -173,6 +175,12 @@ pub struct Limits {
     pub offload_ms_max: u64,
     /// Linear memory all calls of the node may hold at once.
     pub node_memory_bytes_max: u64,
+    /// HTTP request and response body bytes all requests of the node may
+    /// hold in memory at once; taken before a body is read.
+    pub http_buffer_bytes_max: u64,
+    /// Longest one write of an answer may wait on a client that stopped
+    /// reading before its connection is closed.
+    pub response_write_ms_max: u64,
 }
 
 /// The file's form, and the form CLI flags write into before validation.
@@ -192,6 +200,45 @@ pub struct RawConfig {
     pub auth: Option<RawAuth>,
     #[serde(default)]
     pub cluster: RawCluster,
+    #[serde(default)]
+    pub quotas: RawQuotas,
+}
+
+/// `[quotas]`: what every user may hold at once on this node, and
+/// `[quotas.users.NAME]` for a user whose quota differs (each field it
+/// names replaces the default's).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawQuotas {
+    pub calls_in_flight_max: Option<usize>,
+    pub object_bytes_max: Option<u64>,
+    #[serde(default)]
+    pub users: BTreeMap<String, RawUserQuota>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUserQuota {
+    pub calls_in_flight_max: Option<usize>,
+    pub object_bytes_max: Option<u64>,
+}
+
+/// The quotas, validated: a user's own entry or the default.
+#[derive(Debug, Clone, Default)]
+pub struct QuotaConfig {
+    pub default: QuotaLimits,
+    pub users: std::collections::HashMap<String, QuotaLimits>,
+}
+
+/// One user's quotas; `None`: not limited.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QuotaLimits {
+    /// HTTP calls of the user running or queued on this node at once
+    /// (chained calls ride on their parent's).
+    pub calls_in_flight_max: Option<usize>,
+    /// Bytes of objects the user may keep, summed over the cluster's
+    /// storage nodes as this node lists them.
+    pub object_bytes_max: Option<u64>,
 }
 
 /// `[auth]`: `tokens = { alice = "...", bob = "..." }` (or an
@@ -280,6 +327,8 @@ pub struct RawLimits {
     pub offload_queue_max: Option<usize>,
     pub offload_ms_max: Option<u64>,
     pub node_memory_bytes_max: Option<u64>,
+    pub http_buffer_bytes_max: Option<u64>,
+    pub response_write_ms_max: Option<u64>,
 }
 
 impl RawConfig {
@@ -299,6 +348,7 @@ impl Config {
             nodes,
             auth,
             cluster: raw_cluster,
+            quotas,
         } = raw;
         let RawNode {
             name,
@@ -376,6 +426,7 @@ impl Config {
             cluster,
             auth,
             cluster_secret,
+            quotas: QuotaConfig::validate(quotas)?,
         })
     }
 
@@ -385,6 +436,45 @@ impl Config {
         let mut config = TransportConfig::new(self.name.clone());
         config.secret = self.cluster_secret.clone();
         config
+    }
+}
+
+impl QuotaConfig {
+    fn validate(raw: RawQuotas) -> Result<QuotaConfig> {
+        let RawQuotas {
+            calls_in_flight_max,
+            object_bytes_max,
+            users,
+        } = raw;
+        let check = |what: &str, limits: QuotaLimits| -> Result<QuotaLimits> {
+            if limits.calls_in_flight_max == Some(0) {
+                bail!("{what}.calls_in_flight_max must be at least 1 (leave it out for no quota)");
+            }
+            Ok(limits)
+        };
+        let default = check(
+            "quotas",
+            QuotaLimits {
+                calls_in_flight_max,
+                object_bytes_max,
+            },
+        )?;
+        let mut validated = std::collections::HashMap::new();
+        for (user, own) in users {
+            crate::registry::check_name("user", &user).context("[quotas.users]")?;
+            let limits = QuotaLimits {
+                calls_in_flight_max: own.calls_in_flight_max.or(default.calls_in_flight_max),
+                object_bytes_max: own.object_bytes_max.or(default.object_bytes_max),
+            };
+            validated.insert(
+                user.clone(),
+                check(&format!("quotas.users.{user}"), limits)?,
+            );
+        }
+        Ok(QuotaConfig {
+            default,
+            users: validated,
+        })
     }
 }
 
@@ -555,6 +645,8 @@ impl Limits {
             offload_queue_max,
             offload_ms_max,
             node_memory_bytes_max,
+            http_buffer_bytes_max,
+            response_write_ms_max,
         } = raw;
         let memory_bytes_max = memory_bytes_max.unwrap_or(limits::MEMORY_BYTES_MAX_DEFAULT);
         if !(64 << 10..=limits::MEMORY_BYTES_MAX_CEILING).contains(&memory_bytes_max) {
@@ -598,8 +690,21 @@ impl Limits {
                 "limits.node_memory_bytes_max ({node_memory_bytes_max}) must be at least limits.memory_bytes_max ({memory_bytes_max})"
             );
         }
+        let http_buffer_bytes_max =
+            http_buffer_bytes_max.unwrap_or(limits::HTTP_BUFFER_BYTES_MAX_DEFAULT);
+        let one_request = limits::JSON_BODY_BYTES_MAX.max(limits::HTTP_OBJECT_CHUNK_BYTES) as u64;
+        if http_buffer_bytes_max < one_request {
+            bail!("limits.http_buffer_bytes_max must be at least {one_request} (one invocation body), not {http_buffer_bytes_max}");
+        }
+        let response_write_ms_max =
+            response_write_ms_max.unwrap_or(limits::RESPONSE_WRITE_MS_MAX_DEFAULT);
+        if response_write_ms_max == 0 {
+            bail!("limits.response_write_ms_max must be positive");
+        }
         Ok(Limits {
             node_memory_bytes_max,
+            http_buffer_bytes_max,
+            response_write_ms_max,
             offload_slots_max,
             offload_queue_max,
             offload_ms_max,
@@ -701,6 +806,40 @@ mod tests {
         ] {
             assert!(validate_text(bad).is_err(), "accepted {bad:?}");
         }
+        Ok(())
+    }
+
+    #[test]
+    fn quotas_default_for_every_user_and_a_users_entry_replaces_fields() -> Result<()> {
+        let none = Config::validate(RawConfig::default())?;
+        assert_eq!(none.quotas.default, QuotaLimits::default());
+        let config = validate_text(
+            "[quotas]\ncalls_in_flight_max = 4\nobject_bytes_max = 1000\n\
+             [quotas.users.alice]\nobject_bytes_max = 5\n",
+        )?;
+        assert_eq!(
+            config.quotas.default,
+            QuotaLimits {
+                calls_in_flight_max: Some(4),
+                object_bytes_max: Some(1000)
+            }
+        );
+        assert_eq!(
+            config.quotas.users["alice"],
+            QuotaLimits {
+                calls_in_flight_max: Some(4),
+                object_bytes_max: Some(5)
+            }
+        );
+        let zero = validate_text("[quotas]\ncalls_in_flight_max = 0\n").unwrap_err();
+        assert!(format!("{zero:#}").contains("at least 1"), "{zero:#}");
+        let bad_user = validate_text("[quotas.users.\"../x\"]\nobject_bytes_max = 5\n");
+        assert!(bad_user.is_err());
+        let small = validate_text("[limits]\nhttp_buffer_bytes_max = 1000\n").unwrap_err();
+        assert!(
+            format!("{small:#}").contains("http_buffer_bytes_max"),
+            "{small:#}"
+        );
         Ok(())
     }
 

@@ -9,6 +9,7 @@
 //! by `kernel.io_uring_disabled`), and a locked-memory limit of about 5 MiB
 //! per shard for glommio's registered buffers and rings.
 
+pub mod budget;
 pub mod client;
 pub mod config;
 pub mod exec;

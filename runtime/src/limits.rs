@@ -61,6 +61,17 @@ pub const MODULE_BYTES_MAX: usize = 256 << 20;
 pub const JSON_BODY_BYTES_MAX: usize = INPUT_BYTES_MAX_DEFAULT / 3 * 4 + (64 << 10);
 /// Object PUT bodies over HTTP.
 pub const OBJECT_BODY_BYTES_MAX: usize = 1 << 30;
+/// Object bodies cross HTTP in parts of this size both ways: a PUT is
+/// written on as each part arrives, a GET reads a part when the client has
+/// taken the one before. An object in flight holds one part, whatever its size.
+pub const HTTP_OBJECT_CHUNK_BYTES: usize = 4 << 20;
+/// An object PUT sent without `Content-Length` (chunked) is gathered in
+/// memory up to this size; larger ones must say their length (411).
+pub const OBJECT_BODY_UNSIZED_BYTES_MAX: usize = HTTP_OBJECT_CHUNK_BYTES;
+/// HTTP body bytes (requests being read, object parts being answered) a
+/// node holds at once, by default. A request that would pass it is
+/// answered 503 before its body is read.
+pub const HTTP_BUFFER_BYTES_MAX_DEFAULT: u64 = 1 << 30;
 /// How long a client may take to send a request's headers (also how long
 /// an idle keep-alive connection is kept): slow or stalled clients cannot
 /// pin connection slots.
@@ -70,7 +81,7 @@ pub const HEADER_READ_MS_MAX_DEFAULT: u64 = 30_000;
 pub const BODY_STALL_MS_MAX: u64 = 10_000;
 /// Longest one write of an answer to a client may wait (a client that
 /// stopped reading) before the connection is closed.
-pub const RESPONSE_WRITE_MS_MAX: u64 = 30_000;
+pub const RESPONSE_WRITE_MS_MAX_DEFAULT: u64 = 30_000;
 /// Open HTTP connections per shard; more are closed at accept.
 pub const CONNECTIONS_PER_SHARD_MAX: usize = 4096;
 /// Finished asynchronous calls kept for polling.

@@ -39,6 +39,10 @@ pub struct Metrics {
     pub panics: IntCounter,
     /// Shards that stopped (the node exits when one does).
     pub shards_stopped: IntCounter,
+    /// HTTP body bytes requests hold now, and the node's cap on them
+    /// (set at each scrape from the node's budget).
+    pub http_buffer_bytes: IntGauge,
+    pub http_buffer_bytes_max: IntGauge,
 }
 
 /// One function's call counters and latency histogram, resolved once so a
@@ -149,6 +153,14 @@ impl Metrics {
             "Requests whose handling panicked (answered 500)",
         )?;
         let shards_stopped = IntCounter::new("ferry_shards_stopped_total", "Shards that stopped")?;
+        let http_buffer_bytes = IntGauge::new(
+            "ferry_http_buffer_bytes",
+            "HTTP body bytes requests hold now (limits.http_buffer_bytes_max)",
+        )?;
+        let http_buffer_bytes_max = IntGauge::new(
+            "ferry_http_buffer_bytes_max",
+            "The node's cap on HTTP body bytes held at once",
+        )?;
         for reason in ["forbid_ndp", "holds_object", "fallback"] {
             funclets_here.with_label_values(&[reason]);
         }
@@ -178,6 +190,8 @@ impl Metrics {
         registry.register(Box::new(module_pushes.clone()))?;
         registry.register(Box::new(panics.clone()))?;
         registry.register(Box::new(shards_stopped.clone()))?;
+        registry.register(Box::new(http_buffer_bytes.clone()))?;
+        registry.register(Box::new(http_buffer_bytes_max.clone()))?;
         Ok(Metrics {
             registry,
             calls,
@@ -196,6 +210,8 @@ impl Metrics {
             module_pushes,
             panics,
             shards_stopped,
+            http_buffer_bytes,
+            http_buffer_bytes_max,
         })
     }
 

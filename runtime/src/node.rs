@@ -11,6 +11,7 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context, Result};
 use glommio::{LocalExecutorBuilder, PoolPlacement};
 
+use crate::budget::{ByteBudget, Quotas};
 use crate::config::Config;
 use crate::config::{Backend, PeerNode, Role};
 use crate::exec::{start_epoch_ticker, Executor};
@@ -35,6 +36,10 @@ pub struct NodeShared {
     pub metrics: Metrics,
     pub async_calls: AsyncCalls,
     pub call_ids: CallIds,
+    /// HTTP body bytes all shards' requests hold at once.
+    pub http_buffers: Arc<ByteBudget>,
+    /// Per-user quotas and what each user holds against them.
+    pub quotas: Arc<Quotas>,
     /// Set once the start-up uploads are done; `/healthz` answers 200 after.
     pub ready: AtomicBool,
     /// Which storage node holds an object (None: this node alone).
@@ -82,6 +87,8 @@ pub fn run(config: Config) -> Result<()> {
         metrics: Metrics::new()?,
         async_calls: AsyncCalls::new(Duration::from_secs(config.limits.async_result_retention_s)),
         call_ids: CallIds::new(),
+        http_buffers: ByteBudget::new(config.limits.http_buffer_bytes_max),
+        quotas: Quotas::new(config.quotas.clone()),
         ready: AtomicBool::new(false),
         placement,
         tokio,

@@ -93,14 +93,16 @@ impl Objects {
                     .read_chunk(user, key, offset, want)
                     .await?
                     .map(|(size, first)| {
-                        ObjectReader::Remote(RemoteReader {
+                        ObjectReader::Remote(
                             remote,
-                            user: user.to_owned(),
-                            key: key.to_vec(),
-                            size,
-                            first_offset: offset,
-                            first,
-                        })
+                            RemoteReader {
+                                user: user.to_owned(),
+                                key: key.to_vec(),
+                                size,
+                                first_offset: offset,
+                                first,
+                            },
+                        )
                     }))
             }
         }
@@ -122,6 +124,12 @@ impl Objects {
                 body: "a compute node does not store streamed writes".into(),
             }),
         }
+    }
+
+    /// Whether a streamed write gathers the whole object in this node's
+    /// memory before it lands (RADOS has no rename to publish parts).
+    pub fn gathers_writes(&self) -> bool {
+        matches!(self, Objects::Local(ObjectStore::Rados(_)))
     }
 
     /// Size of the object in bytes, or `None` when it does not exist.
@@ -318,44 +326,189 @@ impl RemoteObjects {
     /// or a stream of chunks in order on one connection (a chunk is copied
     /// once, into its frame).
     async fn write(&self, user: &str, key: &[u8], data: &[u8]) -> Result<(), ObjectError> {
+        let mut writer = self.writer(user, key, data.len() as u64).await?;
+        for chunk in data.chunks(PEER_CHUNK_BYTES_MAX) {
+            writer.write(chunk).await?;
+        }
+        writer.finish().await
+    }
+
+    /// Starts a write of `total_bytes` to the node that holds (user, key).
+    async fn writer(
+        &self,
+        user: &str,
+        key: &[u8],
+        total_bytes: u64,
+    ) -> Result<RemoteWriter, ObjectError> {
         let node = self.node_for(user, key).await?;
-        let transport = |source| ObjectError::Transport {
-            peer: node.name.clone(),
-            source,
-        };
         let timeout = Duration::from_millis(PEER_REQUEST_MS_MAX);
         let connection = self
             .pool
             .peer(node.transport)
-            .map_err(transport)?
+            .map_err(|source| ObjectError::Transport {
+                peer: node.name.clone(),
+                source,
+            })?
             .connection(std::time::Instant::now() + timeout)
             .await
-            .map_err(transport)?;
+            .map_err(|source| ObjectError::Transport {
+                peer: node.name.clone(),
+                source,
+            })?;
         let write_id = self.next_write_id.get();
         self.next_write_id.set(write_id.wrapping_add(1));
-        let mut offset = 0usize;
-        loop {
-            let end = (offset + PEER_CHUNK_BYTES_MAX).min(data.len());
-            let message = Message::ObjectWrite {
-                user: user.to_owned(),
-                key: key.to_vec(),
-                data: Bytes::copy_from_slice(&data[offset..end]),
-                offset: offset as u64,
-                total_bytes: data.len() as u64,
-                write_id,
-            };
-            match connection
-                .request(&message, timeout)
-                .await
-                .map_err(transport)?
-            {
-                Message::ObjectWritten { .. } => {}
-                other => return Err(self.unexpected(user, key, other).await),
+        Ok(RemoteWriter {
+            connection,
+            peer: node.name.clone(),
+            user: user.to_owned(),
+            key: key.to_vec(),
+            write_id,
+            written: 0,
+            total_bytes,
+        })
+    }
+}
+
+/// An object being written in parts: every part in order, then
+/// [`ObjectWriter::finish`] makes it appear whole. Until then the old
+/// object stays; a writer dropped unfinished leaves it (a local temp file
+/// is removed, a storage node drops the stream once its next chunk does
+/// not come).
+pub enum ObjectWriter {
+    Local(LocalWriter),
+    Remote(RemoteWriter),
+}
+
+/// A write into this node's store; aborted in the background if dropped
+/// before `finish` (a client that went away mid-body).
+pub struct LocalWriter(Option<ferry_storage::PutStream>);
+
+/// A write streamed to a storage node on one connection, a transport
+/// request per part.
+pub struct RemoteWriter {
+    connection: std::rc::Rc<ferry_transport::Connection>,
+    peer: String,
+    user: String,
+    key: Vec<u8>,
+    write_id: u64,
+    written: u64,
+    total_bytes: u64,
+}
+
+impl Objects {
+    /// Starts writing `key` of `user` as `total_bytes` bytes given in parts.
+    pub async fn writer(
+        &self,
+        user: &str,
+        key: &[u8],
+        total_bytes: u64,
+    ) -> Result<ObjectWriter, ObjectError> {
+        match self {
+            Objects::Local(store) => Ok(ObjectWriter::Local(LocalWriter(Some(
+                store.put_stream(user, key, total_bytes).await?,
+            )))),
+            Objects::Remote(remote) => Ok(ObjectWriter::Remote(
+                remote.writer(user, key, total_bytes).await?,
+            )),
+        }
+    }
+}
+
+impl ObjectWriter {
+    /// Writes the next part (at most [`PEER_CHUNK_BYTES_MAX`] bytes).
+    pub async fn write(&mut self, part: &[u8]) -> Result<(), ObjectError> {
+        match self {
+            ObjectWriter::Local(LocalWriter(stream)) => match stream.as_mut() {
+                Some(stream) => Ok(stream.write(part).await?),
+                None => Err(ObjectError::Storage(StorageError::Io {
+                    op: "writing a part of",
+                    path: "an object".into(),
+                    source: std::io::Error::other("the write was already finished"),
+                })),
+            },
+            ObjectWriter::Remote(writer) => writer.write(part).await,
+        }
+    }
+
+    pub async fn finish(self) -> Result<(), ObjectError> {
+        match self {
+            ObjectWriter::Local(mut local) => match local.0.take() {
+                Some(stream) => Ok(stream.finish().await?),
+                None => Ok(()),
+            },
+            ObjectWriter::Remote(writer) => writer.finish().await,
+        }
+    }
+}
+
+impl Drop for LocalWriter {
+    fn drop(&mut self) {
+        if let Some(stream) = self.0.take() {
+            glommio::spawn_local(async move { stream.abort().await }).detach();
+        }
+    }
+}
+
+impl RemoteWriter {
+    async fn finish(mut self) -> Result<(), ObjectError> {
+        if self.written != self.total_bytes || self.total_bytes == 0 {
+            if self.total_bytes == 0 && self.written == 0 {
+                // An empty object is one message with no data.
+                return self.send(Bytes::new()).await;
             }
-            offset = end;
-            if offset >= data.len() {
-                return Ok(());
+            return Err(ObjectError::Peer {
+                peer: self.peer,
+                status: 0,
+                body: format!(
+                    "the write ended at {} of {} bytes",
+                    self.written, self.total_bytes
+                ),
+            });
+        }
+        // The last part's answer said the object landed.
+        Ok(())
+    }
+
+    async fn write(&mut self, part: &[u8]) -> Result<(), ObjectError> {
+        if part.is_empty() {
+            return Ok(());
+        }
+        self.send(Bytes::copy_from_slice(part)).await
+    }
+
+    async fn send(&mut self, data: Bytes) -> Result<(), ObjectError> {
+        let len = data.len() as u64;
+        let message = Message::ObjectWrite {
+            user: self.user.clone(),
+            key: self.key.clone(),
+            data,
+            offset: self.written,
+            total_bytes: self.total_bytes,
+            write_id: self.write_id,
+        };
+        let reply = self
+            .connection
+            .request(&message, Duration::from_millis(PEER_REQUEST_MS_MAX))
+            .await
+            .map_err(|source| ObjectError::Transport {
+                peer: self.peer.clone(),
+                source,
+            })?;
+        match reply {
+            Message::ObjectWritten { .. } => {
+                self.written += len;
+                Ok(())
             }
+            Message::Error { code, message } => Err(ObjectError::Peer {
+                peer: self.peer.clone(),
+                status: 0,
+                body: format!("{code:?}: {message}"),
+            }),
+            other => Err(ObjectError::Peer {
+                peer: self.peer.clone(),
+                status: 0,
+                body: format!("unexpected reply {:?}", other.kind()),
+            }),
         }
     }
 }
@@ -369,11 +522,19 @@ impl RemoteObjects {
 /// requests.
 pub enum ObjectReader<'a> {
     Local(ferry_storage::ObjectReader),
-    Remote(RemoteReader<'a>),
+    Remote(&'a RemoteObjects, RemoteReader),
 }
 
-pub struct RemoteReader<'a> {
-    remote: &'a RemoteObjects,
+/// A reader that holds no borrow of its store, for reads that outlive the
+/// borrow (a streamed HTTP answer): each read is given the store again.
+pub enum OwnedReader {
+    Local(ferry_storage::ObjectReader),
+    Remote(RemoteReader),
+}
+
+/// What a remote reader knows: the object's size and the bytes its open
+/// brought.
+pub struct RemoteReader {
     user: String,
     key: Vec<u8>,
     size: u64,
@@ -381,11 +542,11 @@ pub struct RemoteReader<'a> {
     first: Bytes,
 }
 
-impl ObjectReader<'_> {
+impl<'a> ObjectReader<'a> {
     pub fn len_bytes(&self) -> u64 {
         match self {
             ObjectReader::Local(reader) => reader.len_bytes(),
-            ObjectReader::Remote(reader) => reader.size,
+            ObjectReader::Remote(_, reader) => reader.size,
         }
     }
 
@@ -394,20 +555,68 @@ impl ObjectReader<'_> {
     pub async fn read_into(&self, offset: u64, dst: &mut [u8]) -> Result<usize, ObjectError> {
         match self {
             ObjectReader::Local(reader) => Ok(reader.read_into(offset, dst).await?),
-            ObjectReader::Remote(reader) => reader.read_into(offset, dst).await,
+            ObjectReader::Remote(remote, reader) => reader.read_into(remote, offset, dst).await,
         }
     }
 
     pub async fn close(self) -> Result<(), ObjectError> {
         match self {
             ObjectReader::Local(reader) => Ok(reader.close().await?),
-            ObjectReader::Remote(_) => Ok(()),
+            ObjectReader::Remote(..) => Ok(()),
+        }
+    }
+
+    pub fn into_owned(self) -> OwnedReader {
+        match self {
+            ObjectReader::Local(reader) => OwnedReader::Local(reader),
+            ObjectReader::Remote(_, reader) => OwnedReader::Remote(reader),
         }
     }
 }
 
-impl RemoteReader<'_> {
-    async fn read_into(&self, offset: u64, dst: &mut [u8]) -> Result<usize, ObjectError> {
+impl OwnedReader {
+    pub fn len_bytes(&self) -> u64 {
+        match self {
+            OwnedReader::Local(reader) => reader.len_bytes(),
+            OwnedReader::Remote(reader) => reader.size,
+        }
+    }
+
+    /// As [`ObjectReader::read_into`]; `objects` is the store it was opened from.
+    pub async fn read_into(
+        &self,
+        objects: &Objects,
+        offset: u64,
+        dst: &mut [u8],
+    ) -> Result<usize, ObjectError> {
+        match (self, objects) {
+            (OwnedReader::Local(reader), _) => Ok(reader.read_into(offset, dst).await?),
+            (OwnedReader::Remote(reader), Objects::Remote(remote)) => {
+                reader.read_into(remote, offset, dst).await
+            }
+            (OwnedReader::Remote(_), Objects::Local(_)) => Err(ObjectError::Peer {
+                peer: "this node".into(),
+                status: 0,
+                body: "a remote reader was given a local store".into(),
+            }),
+        }
+    }
+
+    pub async fn close(self) -> Result<(), ObjectError> {
+        match self {
+            OwnedReader::Local(reader) => Ok(reader.close().await?),
+            OwnedReader::Remote(_) => Ok(()),
+        }
+    }
+}
+
+impl RemoteReader {
+    async fn read_into(
+        &self,
+        remote: &RemoteObjects,
+        offset: u64,
+        dst: &mut [u8],
+    ) -> Result<usize, ObjectError> {
         let len = self.size.saturating_sub(offset).min(dst.len() as u64) as usize;
         let mut done = 0usize;
         if offset == self.first_offset {
@@ -416,8 +625,7 @@ impl RemoteReader<'_> {
         }
         while done < len {
             let at = offset + done as u64;
-            match self
-                .remote
+            match remote
                 .read_chunk(&self.user, &self.key, at, (len - done) as u64)
                 .await?
             {

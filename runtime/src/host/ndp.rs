@@ -85,13 +85,29 @@ async fn put(
     let range = guest_range(mem.data_size(&*caller), data, i64::from(data_len), IMPORT)?;
     let shard = LocalShard::current(IMPORT)?;
     let user = caller.data().spec.user.clone();
+    let quotas = shard.node.quotas.clone();
+    let ticket = match quotas
+        .admit_put(shard.objects(), &user, &key, range.len() as u64)
+        .await
+    {
+        Ok(ticket) => ticket,
+        Err(error) => {
+            caller
+                .data_mut()
+                .log_host(format_args!("env::{IMPORT}: {error}"));
+            return Ok(-1);
+        }
+    };
     // The store copies straight out of guest memory: no staging copy here.
     let result = shard
         .objects()
         .put(&user, &key, &mem.data(&*caller)[range])
         .await;
     match result {
-        Ok(()) => Ok(0),
+        Ok(()) => {
+            ticket.done();
+            Ok(0)
+        }
         Err(error) => {
             caller
                 .data_mut()

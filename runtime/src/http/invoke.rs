@@ -12,7 +12,8 @@ use hyper::body::Incoming;
 use hyper::{Method, Request, StatusCode};
 use serde::Deserialize;
 
-use super::{auth, busy, read_body, text, Reply};
+use super::{auth, busy, busy_because, read_body, text, Reply};
+use crate::budget::Share;
 use crate::exec::{CallResult, CallSpec, Entry};
 use crate::invocation::{AsyncStartError, AsyncStatus};
 use crate::limits;
@@ -55,7 +56,15 @@ pub async fn handle(shard: Rc<LocalShard>, request: Request<Incoming>) -> Reply 
                 };
             }
             "/metrics" => {
-                let mut reply = text(StatusCode::OK, shard.node.metrics.render());
+                let node = &shard.node;
+                let buffers = &node.http_buffers;
+                node.metrics
+                    .http_buffer_bytes
+                    .set(buffers.held_bytes() as i64);
+                node.metrics
+                    .http_buffer_bytes_max
+                    .set(buffers.max_bytes() as i64);
+                let mut reply = text(StatusCode::OK, node.metrics.render());
                 reply.headers_mut().insert(
                     hyper::header::CONTENT_TYPE,
                     hyper::header::HeaderValue::from_static("text/plain; version=0.0.4"),
@@ -73,8 +82,10 @@ pub async fn handle(shard: Rc<LocalShard>, request: Request<Incoming>) -> Reply 
             Err(reply) => return reply,
         },
     };
-    let body = match read_body(request, limits::JSON_BODY_BYTES_MAX).await {
-        Ok(body) => body,
+    // The body's bytes count against the node's HTTP buffers until the
+    // call is answered (its input lives as long).
+    let (body, share) = match read_body(&shard, request, limits::JSON_BODY_BYTES_MAX).await {
+        Ok(read) => read,
         Err(reply) => return reply,
     };
     let message = match parse_message(&body) {
@@ -84,7 +95,7 @@ pub async fn handle(shard: Rc<LocalShard>, request: Request<Incoming>) -> Reply 
     if message.status == Some(true) {
         return status(&shard, message.id, caller.as_deref());
     }
-    invoke(shard, message, caller.as_deref()).await
+    invoke(shard, message, caller.as_deref(), share).await
 }
 
 /// The request body as Faasm's message, or the reason it is not one (the
@@ -121,7 +132,12 @@ fn status(shard: &LocalShard, id: Option<u64>, caller: Option<&str>) -> Reply {
     }
 }
 
-async fn invoke(shard: Rc<LocalShard>, message: Message, caller: Option<&str>) -> Reply {
+async fn invoke(
+    shard: Rc<LocalShard>,
+    message: Message,
+    caller: Option<&str>,
+    share: Share,
+) -> Reply {
     let user = message.user.unwrap_or_default();
     let function_name = message.function.unwrap_or_default();
     if user.is_empty() {
@@ -175,6 +191,18 @@ async fn invoke(shard: Rc<LocalShard>, message: Message, caller: Option<&str>) -
             format!("No function {user}/{function_name}"),
         );
     };
+    let quota = match shard.node.quotas.start_call(&user) {
+        Ok(ticket) => ticket,
+        Err(refused) => {
+            shard
+                .node
+                .metrics
+                .calls
+                .with_label_values(&[&user, &function_name, "quota"])
+                .inc();
+            return busy_because(refused.to_string());
+        }
+    };
     let Some(admission) = shard.try_admit() else {
         shard
             .node
@@ -218,13 +246,13 @@ async fn invoke(shard: Rc<LocalShard>, message: Message, caller: Option<&str>) -
         glommio::spawn_local(async move {
             let result = runner.invoke(function, spec).await;
             runner.node.async_calls.finish(async_id, result);
-            drop(admission);
+            drop((admission, quota, share));
         })
         .detach();
         return text(StatusCode::OK, async_id.to_string());
     }
     let result = shard.invoke(function, spec).await;
-    drop(admission);
+    drop((admission, quota, share));
     if succeeded(&result) {
         text(StatusCode::OK, result.output)
     } else {

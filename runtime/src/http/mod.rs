@@ -23,10 +23,15 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 
+use crate::budget::{Refused, Share};
 use crate::limits;
 use crate::shard::LocalShard;
 
-pub type Reply = Response<Full<Bytes>>;
+/// An answer's body: whole ([`text`]) or streamed in parts (object GETs).
+/// Not `Send`: a streamed part is read by this shard's files and stores.
+pub type Body = Pin<Box<dyn hyper::body::Body<Data = Bytes, Error = BodyError>>>;
+pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
+pub type Reply = Response<Body>;
 
 /// Which API a listener serves.
 #[derive(Debug, Clone, Copy)]
@@ -59,7 +64,7 @@ pub async fn serve(listener: TcpListener, shard: Rc<LocalShard>, api: Api) {
         // A client that stops reading its answer cannot hold the
         // connection (and the answer's bytes) for ever.
         let _ = stream.set_write_timeout(Some(std::time::Duration::from_millis(
-            limits::RESPONSE_WRITE_MS_MAX,
+            shard.node.config.limits.response_write_ms_max,
         )));
         open.set(open.get() + 1);
         let open = open.clone();
@@ -115,7 +120,8 @@ pub async fn serve(listener: TcpListener, shard: Rc<LocalShard>, api: Api) {
 
 /// A plain-text reply.
 pub fn text(status: StatusCode, body: impl Into<Bytes>) -> Reply {
-    let mut response = Response::new(Full::new(body.into()));
+    let body: Body = Box::pin(Full::new(body.into()).map_err(|never| match never {}));
+    let mut response = Response::new(body);
     *response.status_mut() = status;
     response.headers_mut().insert(
         hyper::header::CONTENT_TYPE,
@@ -125,7 +131,12 @@ pub fn text(status: StatusCode, body: impl Into<Bytes>) -> Reply {
 }
 
 pub fn busy() -> Reply {
-    let mut response = text(StatusCode::SERVICE_UNAVAILABLE, "Busy");
+    busy_because("Busy")
+}
+
+/// 503 with `Retry-After` and the reason.
+pub fn busy_because(reason: impl Into<Bytes>) -> Reply {
+    let mut response = text(StatusCode::SERVICE_UNAVAILABLE, reason);
     response.headers_mut().insert(
         hyper::header::RETRY_AFTER,
         hyper::header::HeaderValue::from_static("1"),
@@ -133,40 +144,103 @@ pub fn busy() -> Reply {
     response
 }
 
-/// Reads a request body of at most `max` bytes; `Err` is the reply to send.
-pub async fn read_body(request: Request<Incoming>, max: usize) -> Result<Bytes, Reply> {
-    // A client that stops sending mid-body is cut off: no part of the body
-    // may take longer than this to arrive (a stalled body held its
-    // connection, and what it had sent, for ever).
-    let stall = std::time::Duration::from_millis(limits::BODY_STALL_MS_MAX);
-    let mut body = Limited::new(request.into_body(), max);
-    let mut collected = bytes::BytesMut::new();
-    loop {
-        let frame = match glommio::timer::timeout(stall, async { Ok(body.frame().await) }).await {
-            Ok(frame) => frame,
-            Err(_) => {
-                return Err(text(
-                    StatusCode::REQUEST_TIMEOUT,
-                    format!(
-                        "The request body stalled: nothing arrived for {} ms",
-                        limits::BODY_STALL_MS_MAX
-                    ),
-                ))
-            }
-        };
-        match frame {
-            None => return Ok(collected.freeze()),
-            Some(Ok(frame)) => {
-                if let Ok(data) = frame.into_data() {
-                    collected.extend_from_slice(&data);
+/// The node's HTTP buffers are spent: nothing of this request was read.
+pub fn buffers_busy(refused: Refused) -> Reply {
+    busy_because(format!(
+        "Busy: requests in flight hold {} of the node's {} bytes of HTTP buffers (limits.http_buffer_bytes_max)",
+        refused.held_bytes, refused.max_bytes
+    ))
+}
+
+/// The body's length as its `Content-Length` gives it; None for a
+/// chunked body.
+pub fn declared_len(request: &Request<Incoming>) -> Option<u64> {
+    hyper::body::Body::size_hint(request.body()).exact()
+}
+
+/// Reads a request body of at most `max` bytes, after taking what it may
+/// hold from the node's HTTP buffers (refused: 503, before a byte is
+/// read); `Err` is the reply to send. The share is the caller's to hold
+/// while the bytes live.
+pub async fn read_body(
+    shard: &LocalShard,
+    request: Request<Incoming>,
+    max: usize,
+) -> Result<(Bytes, Share), Reply> {
+    let declared = declared_len(&request);
+    if let Some(len) = declared.filter(|len| *len > max as u64) {
+        return Err(too_large(len, max));
+    }
+    let share = shard
+        .node
+        .http_buffers
+        .take(declared.unwrap_or(max as u64))
+        .map_err(buffers_busy)?;
+    let mut body = BodyReader::new(request, max);
+    let mut collected = bytes::BytesMut::with_capacity(declared.unwrap_or(0) as usize);
+    while let Some(data) = body.next().await? {
+        if collected.is_empty() && declared == Some(data.len() as u64) {
+            return Ok((data, share)); // one frame: no copy
+        }
+        collected.extend_from_slice(&data);
+    }
+    Ok((collected.freeze(), share))
+}
+
+fn too_large(len: u64, max: usize) -> Reply {
+    text(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("Request body of {len} bytes exceeds the cap of {max} bytes"),
+    )
+}
+
+/// A request body read frame by frame, at most `max` bytes, with a stall
+/// timeout: a client that stops sending mid-body is cut off (a stalled
+/// body held its connection, and what it had sent, for ever).
+pub struct BodyReader {
+    body: Limited<Incoming>,
+    max: usize,
+}
+
+impl BodyReader {
+    pub fn new(request: Request<Incoming>, max: usize) -> BodyReader {
+        BodyReader {
+            body: Limited::new(request.into_body(), max),
+            max,
+        }
+    }
+
+    /// The next bytes of the body; None at its end.
+    pub async fn next(&mut self) -> Result<Option<Bytes>, Reply> {
+        let stall = std::time::Duration::from_millis(limits::BODY_STALL_MS_MAX);
+        loop {
+            let frame = glommio::timer::timeout(stall, async { Ok(self.body.frame().await) })
+                .await
+                .map_err(|_| {
+                    text(
+                        StatusCode::REQUEST_TIMEOUT,
+                        format!(
+                            "The request body stalled: nothing arrived for {} ms",
+                            limits::BODY_STALL_MS_MAX
+                        ),
+                    )
+                })?;
+            match frame {
+                None => return Ok(None),
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        if !data.is_empty() {
+                            return Ok(Some(data));
+                        }
+                    }
                 }
+                Some(Err(error)) => return Err(body_error(error, self.max)),
             }
-            Some(Err(error)) => return Err(body_error(error, max)),
         }
     }
 }
 
-fn body_error(error: Box<dyn std::error::Error + Send + Sync>, max: usize) -> Reply {
+fn body_error(error: BodyError, max: usize) -> Reply {
     if error.is::<http_body_util::LengthLimitError>() {
         text(
             StatusCode::PAYLOAD_TOO_LARGE,

@@ -8,9 +8,10 @@ use std::rc::Rc;
 use hyper::body::Incoming;
 use hyper::{Method, Request, StatusCode};
 
-use super::{auth, read_body, text, Reply};
+use super::{auth, buffers_busy, declared_len, read_body, text, BodyError, BodyReader, Reply};
+use crate::budget::{PutTicket, QuotaError, Share};
 use crate::limits;
-use crate::objects::{ObjectError, Objects};
+use crate::objects::{ObjectError, Objects, OwnedReader};
 use crate::registry::{check_name, UploadError};
 use crate::shard::LocalShard;
 
@@ -47,12 +48,16 @@ pub async fn handle(shard: Rc<LocalShard>, request: Request<Incoming>) -> Reply 
         ("p", Method::GET) => placement(&shard, &user, &key).await,
         ("f", Method::PUT) => upload_function(&shard, request, &user, &key).await,
         ("f", Method::GET) => download_function(&shard, &user, &key).await,
-        ("s", Method::PUT) => put_object(shard.state(), request, &user, &key).await,
-        ("s", Method::GET) => get_object(shard.state(), &request, &user, &key).await,
-        ("o", Method::PUT) => put_object(shard.objects(), request, &user, &key).await,
+        ("s", Method::PUT) => put_object(&shard, Store::State, request, &user, &key).await,
+        ("s", Method::GET) => get_object(shard, Store::State, &request, &user, &key).await,
+        ("o", Method::PUT) => put_object(&shard, Store::Objects, request, &user, &key).await,
         ("o", Method::GET) if key.is_empty() => list_objects(shard.objects(), &user).await,
-        ("o", Method::GET) => get_object(shard.objects(), &request, &user, &key).await,
-        ("o", Method::DELETE) => delete_object(shard.objects(), &user, &key).await,
+        ("o", Method::GET) => get_object(shard, Store::Objects, &request, &user, &key).await,
+        ("o", Method::DELETE) => {
+            // The user's object bytes are summed afresh at their next put.
+            shard.node.quotas.forget(&user);
+            delete_object(shard.objects(), &user, &key).await
+        }
         ("f" | "s" | "o" | "p", method) => text(
             StatusCode::METHOD_NOT_ALLOWED,
             format!("{method} is not allowed on /{kind}/"),
@@ -70,8 +75,8 @@ async fn upload_function(
     let Ok(name) = std::str::from_utf8(name) else {
         return text(StatusCode::BAD_REQUEST, "Function name is not UTF-8");
     };
-    let wasm = match read_body(request, limits::MODULE_BYTES_MAX).await {
-        Ok(body) => body.to_vec(),
+    let (wasm, _share) = match read_body(shard, request, limits::MODULE_BYTES_MAX).await {
+        Ok((body, share)) => (body.to_vec(), share),
         Err(reply) => return reply,
     };
     let node = &shard.node;
@@ -147,24 +152,185 @@ async fn download_function(shard: &LocalShard, user: &str, name: &[u8]) -> Reply
     }
 }
 
-async fn put_object(store: &Objects, request: Request<Incoming>, user: &str, key: &[u8]) -> Reply {
+/// Which of a shard's stores a route reaches.
+#[derive(Clone, Copy)]
+enum Store {
+    Objects,
+    State,
+}
+
+impl Store {
+    fn of(self, shard: &LocalShard) -> &Objects {
+        match self {
+            Store::Objects => shard.objects(),
+            Store::State => shard.state(),
+        }
+    }
+}
+
+/// An object PUT: admitted (HTTP buffers, the user's quota) before a byte
+/// of the body is read, then written on as each part arrives, so a 1 GiB
+/// object holds one part in memory, not 1 GiB.
+async fn put_object(
+    shard: &LocalShard,
+    which: Store,
+    request: Request<Incoming>,
+    user: &str,
+    key: &[u8],
+) -> Reply {
     if key.is_empty() {
         return text(StatusCode::BAD_REQUEST, "Empty key");
     }
-    let body = match read_body(request, limits::OBJECT_BODY_BYTES_MAX).await {
-        Ok(body) => body,
+    let store = which.of(shard);
+    let declared = declared_len(&request);
+    if let Some(total_bytes) = declared.filter(|n| *n > limits::HTTP_OBJECT_CHUNK_BYTES as u64) {
+        return put_streamed(shard, which, request, user, key, total_bytes).await;
+    }
+    // One part at most (or chunked, whose length is known only at its end,
+    // which a streamed write needs at its start): gathered whole, written
+    // in one I/O or one transport message.
+    let max = declared.map_or(limits::OBJECT_BODY_UNSIZED_BYTES_MAX, |n| n as usize);
+    let (body, _share) = match read_body(shard, request, max).await {
+        Ok(read) => read,
+        Err(reply) if declared.is_none() && reply.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return text(
+                StatusCode::LENGTH_REQUIRED,
+                format!(
+                    "An object body over {} bytes needs a Content-Length",
+                    limits::OBJECT_BODY_UNSIZED_BYTES_MAX
+                ),
+            )
+        }
         Err(reply) => return reply,
     };
-    match store.put(user, key, &body).await {
-        Ok(()) => text(StatusCode::OK, "OK"),
+    let ticket = match admit(shard, which, user, key, body.len() as u64).await {
+        Ok(ticket) => ticket,
+        Err(reply) => return reply,
+    };
+    landed(store.put(user, key, &body).await, ticket)
+}
+
+/// A PUT of more than one part, written on part by part.
+async fn put_streamed(
+    shard: &LocalShard,
+    which: Store,
+    request: Request<Incoming>,
+    user: &str,
+    key: &[u8],
+    total_bytes: u64,
+) -> Reply {
+    if total_bytes > limits::OBJECT_BODY_BYTES_MAX as u64 {
+        return text(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "Object body of {total_bytes} bytes exceeds the cap of {} bytes",
+                limits::OBJECT_BODY_BYTES_MAX
+            ),
+        );
+    }
+    let store = which.of(shard);
+    let ticket = match admit(shard, which, user, key, total_bytes).await {
+        Ok(ticket) => ticket,
+        Err(reply) => return reply,
+    };
+    let part_bytes = limits::HTTP_OBJECT_CHUNK_BYTES;
+    // A RADOS store gathers a streamed write whole before it sends it.
+    let held_bytes = if store.gathers_writes() {
+        total_bytes
+    } else {
+        part_bytes as u64
+    };
+    let _share = match shard.node.http_buffers.take(held_bytes) {
+        Ok(share) => share,
+        Err(refused) => return buffers_busy(refused),
+    };
+    let mut body = BodyReader::new(request, total_bytes as usize);
+    let mut writer = match store.writer(user, key, total_bytes).await {
+        Ok(writer) => writer,
+        Err(error) => return storage_error(error),
+    };
+    let mut part = bytes::BytesMut::with_capacity(part_bytes);
+    loop {
+        // An error returns at once; the writer aborts as it drops.
+        let next = match body.next().await {
+            Ok(next) => next,
+            Err(reply) => return reply,
+        };
+        let last = next.is_none();
+        let mut data = next.as_deref().unwrap_or_default();
+        while !data.is_empty() || (last && !part.is_empty()) {
+            let n = data.len().min(part_bytes - part.len());
+            part.extend_from_slice(&data[..n]);
+            data = &data[n..];
+            if part.len() == part_bytes || (last && data.is_empty()) {
+                if let Err(error) = writer.write(&part).await {
+                    return storage_error(error);
+                }
+                part.clear();
+            }
+        }
+        if last {
+            break;
+        }
+    }
+    landed(writer.finish().await, ticket)
+}
+
+/// A put's answer; one that landed counts against the user's quota.
+fn landed(put: Result<(), ObjectError>, ticket: PutTicket) -> Reply {
+    match put {
+        Ok(()) => {
+            ticket.done();
+            text(StatusCode::OK, "OK")
+        }
         Err(error) => storage_error(error),
     }
 }
 
-async fn get_object(store: &Objects, request: &Request<Incoming>, user: &str, key: &[u8]) -> Reply {
-    // One open for the size, the range check and the bytes: a put landing
-    // meanwhile cannot give the old length with the new bytes.
-    let reader = match store.open_read(user, key, 0, u64::MAX).await {
+/// The user's object quota (objects only; state is Faasm's working set).
+async fn admit(
+    shard: &LocalShard,
+    which: Store,
+    user: &str,
+    key: &[u8],
+    bytes: u64,
+) -> Result<PutTicket, Reply> {
+    if matches!(which, Store::State) {
+        return Ok(PutTicket::unlimited());
+    }
+    match shard
+        .node
+        .quotas
+        .admit_put(shard.objects(), user, key, bytes)
+        .await
+    {
+        Ok(ticket) => Ok(ticket),
+        Err(error @ QuotaError::ObjectBytes { .. }) => {
+            Err(text(StatusCode::PAYLOAD_TOO_LARGE, error.to_string()))
+        }
+        Err(error) => {
+            tracing::warn!(%error, "object quota");
+            Err(text(StatusCode::BAD_GATEWAY, error.to_string()))
+        }
+    }
+}
+
+/// An object GET: one open for the size, the range check and the bytes
+/// (a put landing meanwhile cannot give the old length with the new
+/// bytes), then the bytes streamed a part at a time as the client takes
+/// them.
+async fn get_object(
+    shard: Rc<LocalShard>,
+    which: Store,
+    request: &Request<Incoming>,
+    user: &str,
+    key: &[u8],
+) -> Reply {
+    let store = which.of(&shard);
+    let reader = match store
+        .open_read(user, key, 0, limits::HTTP_OBJECT_CHUNK_BYTES as u64)
+        .await
+    {
         Ok(Some(reader)) => reader,
         Ok(None) => {
             return text(
@@ -204,36 +370,99 @@ async fn get_object(store: &Objects, request: &Request<Incoming>, user: &str, ke
         }
     };
     let (offset, len) = range.map_or((0, size), |(first, last)| (first, last - first + 1));
-    let mut bytes = vec![0; len as usize];
-    let read = reader.read_into(offset, &mut bytes).await;
-    let closed = reader.close().await;
-    match read.and_then(|n| closed.map(|()| n)) {
-        Ok(n) => {
-            bytes.truncate(n);
-            let mut reply = text(
-                if range.is_some() {
-                    StatusCode::PARTIAL_CONTENT
-                } else {
-                    StatusCode::OK
-                },
-                bytes,
-            );
-            reply.headers_mut().insert(
-                hyper::header::CONTENT_TYPE,
-                hyper::header::HeaderValue::from_static("application/octet-stream"),
-            );
-            if let Some((first, last)) = range {
-                if let Ok(value) =
-                    hyper::header::HeaderValue::from_str(&format!("bytes {first}-{last}/{size}"))
-                {
-                    reply
-                        .headers_mut()
-                        .insert(hyper::header::CONTENT_RANGE, value);
-                }
-            }
-            reply
+    let part_bytes = (limits::HTTP_OBJECT_CHUNK_BYTES as u64).min(len);
+    let share = match shard.node.http_buffers.take(part_bytes) {
+        Ok(share) => share,
+        Err(refused) => {
+            let _ = reader.close().await;
+            return buffers_busy(refused);
         }
-        Err(error) => storage_error(error),
+    };
+    let parts = Parts {
+        shard: shard.clone(),
+        which,
+        reader: Some(reader.into_owned()),
+        at: offset,
+        end: offset + len,
+        part_bytes,
+        _share: share,
+    };
+    let body: super::Body = Box::pin(http_body_util::StreamBody::new(futures::stream::unfold(
+        parts,
+        Parts::next,
+    )));
+    let mut reply = hyper::Response::new(body);
+    *reply.status_mut() = if range.is_some() {
+        StatusCode::PARTIAL_CONTENT
+    } else {
+        StatusCode::OK
+    };
+    let headers = reply.headers_mut();
+    headers.insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/octet-stream"),
+    );
+    headers.insert(hyper::header::CONTENT_LENGTH, len.into());
+    if let Some((first, last)) = range {
+        if let Ok(value) =
+            hyper::header::HeaderValue::from_str(&format!("bytes {first}-{last}/{size}"))
+        {
+            headers.insert(hyper::header::CONTENT_RANGE, value);
+        }
+    }
+    reply
+}
+
+/// The parts of a streamed GET still to send.
+struct Parts {
+    shard: Rc<LocalShard>,
+    which: Store,
+    reader: Option<OwnedReader>,
+    at: u64,
+    end: u64,
+    part_bytes: u64,
+    /// The part's room in the node's HTTP buffers, held until the last part.
+    _share: Share,
+}
+
+type PartFrame = Result<hyper::body::Frame<bytes::Bytes>, BodyError>;
+
+impl Parts {
+    /// The next part, read when hyper asks for it (the client took the
+    /// one before); the reader is closed after the last.
+    async fn next(mut self) -> Option<(PartFrame, Parts)> {
+        let reader = self.reader.take()?;
+        if self.at >= self.end {
+            if let Err(error) = reader.close().await {
+                tracing::warn!(%error, "closing an object after its answer");
+            }
+            return None;
+        }
+        let want = self.part_bytes.min(self.end - self.at) as usize;
+        let mut part = vec![0; want];
+        let store = self.which.of(&self.shard);
+        match reader.read_into(store, self.at, &mut part).await {
+            Ok(n) if n == want => {
+                self.at += n as u64;
+                self.reader = Some(reader);
+                Some((Ok(hyper::body::Frame::data(part.into())), self))
+            }
+            // Shorter than the length already sent: the answer cannot be
+            // whole, so the connection is cut rather than padded.
+            Ok(n) => Some((
+                Err(format!(
+                    "the object ended at {} of {} bytes",
+                    self.at + n as u64,
+                    self.end
+                )
+                .into()),
+                self,
+            )),
+            Err(error) => {
+                tracing::warn!(%error, "reading an object mid-answer");
+                Some((Err(error.to_string().into()), self))
+            }
+        }
     }
 }
 
