@@ -384,3 +384,52 @@ fn a_user_is_held_to_their_object_bytes() -> Result<()> {
     assert_eq!(node.get(&node.upload, "/o/test/a")?.status, 404);
     node.assert_serving()
 }
+
+/// Finished asynchronous calls are kept within a byte cap (128 MiB), not
+/// only a count: ten 16 MiB results do not all stay; the oldest answer
+/// that they are no longer kept, and the newest still give their output.
+/// Before, eight 32 MiB results held 256 MiB for ten minutes.
+#[test]
+fn async_results_are_kept_within_their_byte_cap() -> Result<()> {
+    use base64::Engine as _;
+    let node = Node::with_functions()?;
+    let input = part(11, 16 << 20);
+    let encoded = base64::engine::general_purpose::STANDARD.encode(&input);
+    let mut ids = Vec::new();
+    for _ in 0..10 {
+        let started = node.invoke(json!({
+            "user": "test", "function": "echo", "input_base64": encoded, "async": true
+        }))?;
+        assert_eq!(started.status, 200, "{}", started.text());
+        ids.push(started.text().trim().parse::<u64>()?);
+        // One at a time, so they finish in order.
+        node.wait_for(Duration::from_secs(60), |node| {
+            Ok(node
+                .invoke(json!({"status": true, "id": ids[ids.len() - 1]}))?
+                .text()
+                != "RUNNING")
+        })?;
+    }
+    let polls: Vec<ferry_tests::Reply> = ids
+        .iter()
+        .map(|id| node.invoke(json!({"status": true, "id": id})))
+        .collect::<Result<_>>()?;
+    let kept = polls
+        .iter()
+        .filter(|p| p.status == 200 && p.body.len() == "SUCCESS: ".len() + input.len())
+        .count();
+    assert!((1..=8).contains(&kept), "{kept} of ten 16 MiB results kept");
+    let newest = &polls[9];
+    assert!(
+        newest.status == 200 && newest.body[9..] == input[..],
+        "the newest is kept whole"
+    );
+    let oldest = &polls[0];
+    assert_eq!(oldest.status, 500);
+    assert!(
+        oldest.text().contains("no longer kept"),
+        "{}",
+        &oldest.text()[..200.min(oldest.text().len())]
+    );
+    Ok(())
+}
