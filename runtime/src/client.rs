@@ -23,6 +23,57 @@ const KEY: &AsciiSet = &NON_ALPHANUMERIC
 /// A user or function name: one path segment, so `/` is escaped too.
 const SEGMENT: &AsciiSet = &KEY.add(b'/');
 
+/// One object of a listing (`GET /o/USER/`): its key and size in bytes.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+pub struct ListedObject {
+    pub key: String,
+    pub size: u64,
+}
+
+/// The objects in the body of a listing.
+pub fn parse_listing(body: &[u8]) -> Result<Vec<ListedObject>> {
+    serde_json::from_slice(body).context("reading the node's object listing")
+}
+
+/// A listing as a table for people: a header, then one line per object,
+/// keys left-aligned and sizes in bytes right-aligned, two spaces apart.
+/// Control characters in keys are shown escaped, so that every object
+/// stays on one line.
+pub fn listing_table(objects: &[ListedObject]) -> String {
+    let keys: Vec<String> = objects.iter().map(|o| shown_key(&o.key)).collect();
+    let sizes: Vec<String> = objects.iter().map(|o| o.size.to_string()).collect();
+    let width = |header: &str, cells: &[String]| {
+        cells
+            .iter()
+            .map(|cell| cell.chars().count())
+            .chain([header.len()])
+            .max()
+            .unwrap_or(0)
+    };
+    let (key_width, size_width) = (width("KEY", &keys), width("SIZE", &sizes));
+    let mut table = format!("{:<key_width$}  {:>size_width$}\n", "KEY", "SIZE");
+    for (key, size) in keys.iter().zip(&sizes) {
+        table.push_str(&format!("{key:<key_width$}  {size:>size_width$}\n"));
+    }
+    table
+}
+
+fn shown_key(key: &str) -> String {
+    if key.chars().any(char::is_control) {
+        key.chars()
+            .map(|c| {
+                if c.is_control() {
+                    c.escape_default().to_string()
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect()
+    } else {
+        key.to_owned()
+    }
+}
+
 /// A reply: status and body, whatever the status.
 pub struct Reply {
     pub status: u16,
@@ -176,5 +227,31 @@ mod tests {
         assert_eq!(encode_key(b"dir/a-b_c.d~e"), "dir/a-b_c.d~e");
         assert_eq!(encode_key(b"a b+c%\x01\xff"), "a%20b%2Bc%25%01%FF");
         assert_eq!(encode_segment("a/b"), "a%2Fb");
+    }
+
+    fn listed(key: &str, size: u64) -> ListedObject {
+        ListedObject {
+            key: key.to_owned(),
+            size,
+        }
+    }
+
+    #[test]
+    fn a_listing_table_aligns_keys_left_and_sizes_right() -> Result<()> {
+        let objects =
+            parse_listing(br#"[{"key":"a","size":5},{"key":"dir/long-key","size":123456}]"#)?;
+        assert_eq!(
+            listing_table(&objects),
+            "KEY             SIZE\n\
+             a                  5\n\
+             dir/long-key  123456\n"
+        );
+        assert_eq!(listing_table(&[]), "KEY  SIZE\n");
+        // A newline in a key stays on the key's line.
+        assert_eq!(
+            listing_table(&[listed("x\ny", 1)]),
+            "KEY   SIZE\nx\\ny     1\n"
+        );
+        Ok(())
     }
 }

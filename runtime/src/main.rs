@@ -1,6 +1,6 @@
 //! `ferry`: run a node, or talk to one.
 
-use std::io::{Read, Write};
+use std::io::{IsTerminal, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -100,9 +100,13 @@ enum ObjectCommand {
         #[command(flatten)]
         target: Target,
     },
-    /// List a user's objects (JSON).
+    /// List a user's objects: a table of key and size in bytes, or with
+    /// `--json` one JSON array of `{"key", "size"}` for scripts.
     Ls {
         user: String,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         target: Target,
     },
@@ -319,7 +323,22 @@ fn object(command: ObjectCommand) -> Result<ExitCode> {
         ObjectCommand::Rm { user, key, target } => {
             print_reply(target.client().object_delete(&user, &key)?)
         }
-        ObjectCommand::Ls { user, target } => print_reply(target.client().object_list(&user)?),
+        ObjectCommand::Ls { user, json, target } => {
+            let reply = target.client().object_list(&user)?;
+            if !(200..300).contains(&reply.status) {
+                return print_reply(reply);
+            }
+            let objects = ferry_runtime::client::parse_listing(&reply.body)?;
+            let mut out = std::io::stdout().lock();
+            if json {
+                serde_json::to_writer(&mut out, &objects).context("writing the listing")?;
+                writeln!(out)?;
+            } else {
+                out.write_all(ferry_runtime::client::listing_table(&objects).as_bytes())?;
+            }
+            out.flush()?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
@@ -405,8 +424,14 @@ fn default_functions_dir() -> Option<PathBuf> {
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("FERRY_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colour for a person at a terminal only: a log written to a file or a
+    // pipe stays plain text, and so does any output when NO_COLOR is set
+    // to a non-empty value (no-color.org).
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|value| !value.is_empty());
+    let ansi = std::io::stderr().is_terminal() && !no_color;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(ansi)
         .init();
 }

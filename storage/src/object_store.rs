@@ -57,11 +57,27 @@ impl ObjectStore {
     }
 
     /// Stores `data` as `key` of `user`, replacing any object there; durable
-    /// when it returns `Ok`.
+    /// when it returns `Ok`. The RADOS store copies `data` once (its worker
+    /// threads own what they touch); [`ObjectStore::put_bytes`] spares that
+    /// copy when the caller owns its data.
     pub async fn put(&self, user: &str, key: &[u8], data: &[u8]) -> Result<(), StorageError> {
         match self {
             ObjectStore::Embedded(store) => store.put(user, key, data).await,
             ObjectStore::Rados(store) => store.put(user, key, data).await,
+        }
+    }
+
+    /// [`ObjectStore::put`] of data the caller hands over: the RADOS store
+    /// writes it without a copy.
+    pub async fn put_bytes(
+        &self,
+        user: &str,
+        key: &[u8],
+        data: bytes::Bytes,
+    ) -> Result<(), StorageError> {
+        match self {
+            ObjectStore::Embedded(store) => store.put(user, key, &data).await,
+            ObjectStore::Rados(store) => store.put_bytes(user, key, data).await,
         }
     }
 
@@ -236,7 +252,7 @@ impl PutStream {
                         max_bytes: total_bytes,
                     });
                 }
-                store.put(&user, &key, &parts).await
+                store.put_bytes(&user, &key, parts.into()).await
             }
         }
     }

@@ -409,8 +409,9 @@ impl CephMap {
         let shared = self.shared.clone();
         let (pg, primary_osd, epoch) = self
             .store
-            .call("locating object", &name, |cluster| {
-                Ok(shared.osd_map(cluster, &name))
+            .call("locating object", &name, {
+                let name = name.clone();
+                move |cluster| Ok(shared.osd_map(cluster, &name))
             })
             .await??;
         self.shared.epoch.fetch_max(epoch, Ordering::AcqRel);

@@ -46,6 +46,7 @@ suite!(
     reader_keeps_its_version,
     reader_reads_a_large_object_in_parts,
     streamed_writes_appear_whole_when_finished,
+    owned_puts_and_abandoned_calls,
 );
 
 fn main() {
@@ -607,4 +608,43 @@ async fn streamed_writes_appear_whole_when_finished(
         "a dropped stream changed the object"
     );
     Ok(())
+}
+
+/// A put of owned bytes is a put; calls dropped after their first poll
+/// (queued, or running on a RADOS worker) leave the store serving and
+/// every object whole or absent, and nothing waits for them.
+async fn owned_puts_and_abandoned_calls(store: &ObjectStore, user: &str) -> anyhow::Result<()> {
+    let data = pattern(8, 3 * MIB + 5);
+    store
+        .put_bytes(user, b"owned", data.clone().into())
+        .await
+        .context("putting owned bytes")?;
+    let got = store
+        .get(user, b"owned", 0, u64::MAX)
+        .await?
+        .ok_or_else(|| anyhow!("missing after put_bytes"))?;
+    check_same(&got, &data, "object put from owned bytes")?;
+
+    let other = pattern(9, MIB);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    for _ in 0..16 {
+        let mut dst = vec![0u8; data.len()];
+        let mut read = Box::pin(store.read_into(user, b"owned", 0, &mut dst));
+        let _ = read.as_mut().poll(&mut cx);
+        drop(read);
+        let mut put = Box::pin(store.put(user, b"abandoned", &other));
+        let _ = put.as_mut().poll(&mut cx);
+        drop(put);
+    }
+    let got = store
+        .get(user, b"owned", 0, u64::MAX)
+        .await?
+        .ok_or_else(|| anyhow!("missing after abandoned reads"))?;
+    check_same(&got, &data, "object after abandoned reads")?;
+    if let Some(got) = store.get(user, b"abandoned", 0, u64::MAX).await? {
+        check_same(&got, &other, "object of abandoned puts")?;
+    }
+    let mut dst = vec![0u8; data.len()];
+    ensure!(store.read_into(user, b"owned", 0, &mut dst).await? == Some(data.len()));
+    check_same(&dst, &data, "read_into after abandoned calls")
 }

@@ -320,7 +320,9 @@ fn placement_follows_the_osd_map_epoch(ceph: &Ceph, store: &RadosStore) -> anyho
     run(ceph_cli(ceph).args(["osd", "set", "noscrub"]))?;
     let cli_epoch = cli_osd_map(ceph, &RadosStore::object_name("placed", b"epoch"))?.2;
     ensure!(cli_epoch > before.epoch, "the osd map epoch did not move");
-    let deadline = Instant::now() + Duration::from_secs(10);
+    // The watcher looks every 100 ms; the bound only turns a hang into a
+    // failure.
+    let deadline = Instant::now() + Duration::from_secs(60);
     while placement.epoch() < Some(cli_epoch) {
         ensure!(
             Instant::now() < deadline,

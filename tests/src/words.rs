@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 pub struct Rng(pub u64);
 
 impl Rng {
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -20,7 +20,7 @@ impl Rng {
 pub fn text(rng: &mut Rng, len: usize) -> Vec<u8> {
     let mut out = Vec::with_capacity(len + 8);
     while out.len() < len {
-        let word = rng.next();
+        let word = rng.next_u64();
         out.extend_from_slice(format!("w{}", word % 40).as_bytes());
         out.push(if word % 11 == 0 { b'\n' } else { b' ' });
     }

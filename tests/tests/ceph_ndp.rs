@@ -10,7 +10,7 @@
 
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -339,7 +339,7 @@ fn funclets_run_on_the_storage_node_of_the_primary_osd() -> Result<()> {
             1 => 16 << 20,
             2 => 4 << 20,
             // Log-uniform from 16 B to 256 KiB.
-            _ => (16usize << (rng.next() % 15)) + (rng.next() % 4096) as usize,
+            _ => (16usize << (rng.next_u64() % 15)) + (rng.next_u64() % 4096) as usize,
         };
         let data = text(&mut rng, len);
         let key = format!("obj{i}");
@@ -420,13 +420,21 @@ fn funclets_run_on_the_storage_node_of_the_primary_osd() -> Result<()> {
 /// turn, until stopped; every answer is checked against the reference.
 struct Stream {
     stop: Arc<AtomicBool>,
+    /// Calls answered so far.
+    made: Arc<AtomicUsize>,
     thread: JoinHandle<Result<(usize, Vec<String>)>>,
 }
 
 impl Stream {
     fn start(http: &str, objects: &[(String, String)]) -> Stream {
         let stop = Arc::new(AtomicBool::new(false));
-        let (http, objects, stopped) = (http.to_owned(), objects.to_vec(), stop.clone());
+        let made = Arc::new(AtomicUsize::new(0));
+        let (http, objects, stopped, counted) = (
+            http.to_owned(),
+            objects.to_vec(),
+            stop.clone(),
+            made.clone(),
+        );
         let thread = std::thread::spawn(move || -> Result<(usize, Vec<String>)> {
             let agent: ureq::Agent = ureq::Agent::config_builder()
                 .http_status_as_error(false)
@@ -449,10 +457,26 @@ impl Stream {
                     ));
                 }
                 calls += 1;
+                counted.store(calls, Ordering::Relaxed);
             }
             Ok((calls, wrong))
         });
-        Stream { stop, thread }
+        Stream { stop, made, thread }
+    }
+
+    /// Calls answered so far.
+    fn calls(&self) -> usize {
+        self.made.load(Ordering::Relaxed)
+    }
+
+    /// Waits until the stream has answered `more` calls after this point,
+    /// or has ended (`finish` then says why).
+    fn wait_for_calls(&self, more: usize, what: &str) -> Result<()> {
+        let target = self.calls() + more;
+        wait_until(what, || {
+            Ok(self.calls() >= target || self.thread.is_finished())
+        })?;
+        Ok(())
     }
 
     /// Stops the stream and checks that every answer was right.
@@ -472,14 +496,15 @@ impl Stream {
     }
 }
 
-/// Waits until `done` holds, checking every 10 ms for at most 30 s;
-/// returns how long that took.
+/// Waits until `done` holds, checking every 10 ms for at most 120 s (Ceph
+/// marks an OSD down and moves the map in seconds; the bound only turns a
+/// hang into a failure); returns how long that took.
 fn wait_until(what: &str, mut done: impl FnMut() -> Result<bool>) -> Result<Duration> {
     let started = Instant::now();
     while !done()? {
         ensure!(
-            started.elapsed() < Duration::from_secs(30),
-            "{what}: not within 30 s"
+            started.elapsed() < Duration::from_secs(120),
+            "{what}: not within 120 s"
         );
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -502,7 +527,7 @@ fn funclets_follow_the_primary_when_an_osd_stops_and_comes_back() -> Result<()> 
     let mut rng = Rng(31);
     let mut objects = Vec::new();
     for i in 0..24usize {
-        let len = 4096 + (rng.next() % (60 << 10)) as usize;
+        let len = 4096 + (rng.next_u64() % (60 << 10)) as usize;
         let data = text(&mut rng, len);
         let key = format!("doc{i}");
         let put = compute.put(&compute.upload, &format!("/o/ndp/{key}"), &data)?;
@@ -527,7 +552,7 @@ fn funclets_follow_the_primary_when_an_osd_stops_and_comes_back() -> Result<()> 
     // Stop it during a stream of calls; ferry follows once Ceph marks it
     // down and the OSD map epoch moves.
     let stream = Stream::start(&compute.http, &objects);
-    std::thread::sleep(Duration::from_millis(500));
+    stream.wait_for_calls(4, "the stream's first calls")?;
     let stopping = Instant::now();
     cluster.ceph.osd("stop", victim as i64)?;
     let stopped = stopping.elapsed();
@@ -536,7 +561,7 @@ fn funclets_follow_the_primary_when_an_osd_stops_and_comes_back() -> Result<()> 
         Ok(!placed_on(compute, &moved)?.contains(&old_node))
     })?;
     let followed = stopping.elapsed();
-    std::thread::sleep(Duration::from_secs(1));
+    stream.wait_for_calls(8, "calls after the placement followed")?;
     let calls = stream.finish()?;
     println!(
         "osd.{victim} down (primary of {} of {} objects): stop took {stopped:?}; the compute node's placement followed {followed:?} after the stop; {calls} calls meanwhile, all right",

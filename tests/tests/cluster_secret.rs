@@ -88,7 +88,7 @@ fn nodes_that_do_not_share_the_secret_exchange_no_objects() -> Result<()> {
             break;
         }
         ensure!(
-            started.elapsed() < Duration::from_secs(20),
+            started.elapsed() < Duration::from_secs(60),
             "with the same secret: {} {}",
             put.status,
             put.text()

@@ -2,9 +2,9 @@
 //! and the `ferry` CLI.
 
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use anyhow::Result;
+use anyhow::{ensure, Context, Result};
 use ferry_tests::{ferry_bin, Node, NodeOptions};
 use serde_json::json;
 
@@ -60,12 +60,17 @@ fn a_full_shard_answers_503_with_retry_after() -> Result<()> {
     let reply = node
         .invoke(json!({"user": "test", "function": "loop", "async": true, "timeout_ms": 3000}))?;
     assert_eq!(reply.status, 200);
-    std::thread::sleep(Duration::from_millis(100));
+    node.wait_for(Duration::from_secs(60), |n| {
+        Ok(n.metric("ferry_calls_in_flight")? == 1.0)
+    })?;
     let busy = node.call("test", "echo", "x")?;
     assert_eq!((busy.status, busy.text().as_str()), (503, "Busy"));
     assert_eq!(busy.header("retry-after"), Some("1"));
-    // Once the slot frees, calls go through again.
-    std::thread::sleep(Duration::from_millis(3500));
+    // Once the slot frees (the loop reaches its deadline), calls go
+    // through again.
+    node.wait_for(Duration::from_secs(60), |n| {
+        Ok(n.metric("ferry_calls_in_flight")? == 0.0)
+    })?;
     assert_eq!(node.call("test", "echo", "x")?.text(), "x");
     Ok(())
 }
@@ -126,10 +131,113 @@ fn the_cli_uploads_invokes_and_moves_objects() -> Result<()> {
     ])?
     .status
     .success());
-    let out = ferry(&["object", "ls", "cli"])?;
+    let out = ferry(&["object", "ls", "cli", "--json"])?;
     assert!(String::from_utf8_lossy(&out.stdout).contains(r#""key":"f/1""#));
     let out = ferry(&["invoke", "cli", "missing"])?;
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("No function cli/missing"));
+    Ok(())
+}
+
+/// The `ferry` CLI aimed at `node`.
+fn cli(node: &Node, args: &[&str]) -> Result<std::process::Output> {
+    let port = |addr: &str| addr.rsplit(':').next().unwrap_or_default().to_owned();
+    let out = Command::new(ferry_bin())
+        .args(args)
+        .args(["--host", "127.0.0.1", "--http-port"])
+        .arg(port(&node.http))
+        .arg("--upload-port")
+        .arg(port(&node.upload))
+        .output()?;
+    ensure!(
+        out.status.success(),
+        "ferry {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(out)
+}
+
+#[test]
+fn object_ls_prints_a_table_for_people_and_json_for_scripts() -> Result<()> {
+    let node = Node::start(NodeOptions::default())?;
+    assert_eq!(node.put(&node.upload, "/o/ls/b", b"xyz")?.status, 200);
+    let long = vec![b'.'; 12_345];
+    assert_eq!(
+        node.put(&node.upload, "/o/ls/dir/a-longer-key", &long)?
+            .status,
+        200
+    );
+
+    let table = String::from_utf8(cli(&node, &["object", "ls", "ls"])?.stdout)?;
+    assert_eq!(
+        table,
+        "KEY                SIZE\n\
+         b                     3\n\
+         dir/a-longer-key  12345\n"
+    );
+
+    let json = String::from_utf8(cli(&node, &["object", "ls", "ls", "--json"])?.stdout)?;
+    let (document, rest) = json.split_once('\n').context("no newline after the JSON")?;
+    ensure!(rest.is_empty(), "more after the JSON document: {rest:?}");
+    let listed: serde_json::Value = serde_json::from_str(document)?;
+    assert_eq!(
+        listed,
+        json!([{"key": "b", "size": 3}, {"key": "dir/a-longer-key", "size": 12_345}])
+    );
+
+    // A user without objects: the header alone, and an empty array.
+    let empty = cli(&node, &["object", "ls", "nobody"])?.stdout;
+    assert_eq!(String::from_utf8(empty)?, "KEY  SIZE\n");
+    let empty = cli(&node, &["object", "ls", "nobody", "--json"])?.stdout;
+    assert_eq!(String::from_utf8(empty)?, "[]\n");
+    Ok(())
+}
+
+#[test]
+fn a_log_written_to_a_file_carries_no_colour_codes() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (ready, log) = (dir.path().join("ready"), dir.path().join("stderr"));
+    let mut node = Command::new(ferry_bin())
+        .args([
+            "up",
+            "--http-port",
+            "0",
+            "--upload-port",
+            "0",
+            "--cores",
+            "1",
+        ])
+        .arg("--data")
+        .arg(dir.path().join("data"))
+        .arg("--ready-file")
+        .arg(&ready)
+        .env("FERRY_LOG", "info")
+        .env_remove("NO_COLOR")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log)?)
+        .spawn()
+        .context("starting ferry up")?;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let started = loop {
+        if ready.exists() {
+            break Ok(());
+        }
+        if let Some(status) = node.try_wait()? {
+            break Err(anyhow::anyhow!("ferry exited during start-up: {status}"));
+        }
+        if Instant::now() > deadline {
+            break Err(anyhow::anyhow!("ferry did not become ready within 120 s"));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let _ = node.kill();
+    node.wait()?;
+    started?;
+    let text = std::fs::read_to_string(&log)?;
+    ensure!(text.contains("INFO"), "no INFO line in the log: {text}");
+    ensure!(
+        !text.contains('\x1b'),
+        "colour codes in a log written to a file: {text:?}"
+    );
     Ok(())
 }

@@ -119,9 +119,9 @@ fn funclets_run_next_to_their_object_and_agree_with_the_baseline() -> Result<()>
             3 => 16 << 20,
             4 => 1 << 20,
             // Log-uniform from 16 B to 2 MiB.
-            _ => 16usize << (rng.next() % 17),
+            _ => 16usize << (rng.next_u64() % 17),
         } + if i > 4 {
-            (rng.next() % 4096) as usize
+            (rng.next_u64() % 4096) as usize
         } else {
             0
         };

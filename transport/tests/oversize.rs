@@ -12,6 +12,7 @@ use std::time::Duration;
 use anyhow::{bail, ensure};
 use common::{
     accept, accept_hello, bind, closed_within, config, connect, read_raw_frame, run, send_hello,
+    PATIENCE_MS,
 };
 use ferry_transport::limits::FRAME_BYTES_MAX;
 use ferry_transport::{
@@ -125,7 +126,7 @@ fn oversize_frames_close_the_connection_without_allocating() -> anyhow::Result<(
         LARGEST_BYTES.store(0, Ordering::Relaxed);
         stream.write_all(&huge_header(FrameFlags::NONE, 2)).await?;
         ensure!(
-            closed_within(&mut stream, 2_000).await,
+            closed_within(&mut stream, PATIENCE_MS).await,
             "the server kept the connection"
         );
         let largest = LARGEST_BYTES.load(Ordering::Relaxed);

@@ -13,7 +13,7 @@ use anyhow::{bail, ensure, Context};
 use bytes::Bytes;
 use common::{
     accept, accept_hello, bind, closed_within, config, connect, read_raw_frame, run, send_hello,
-    write_message,
+    wait_until, write_message, PATIENCE, PATIENCE_MS,
 };
 use ferry_transport::{
     serve, testing, Connection, ErrorCode, FrameFlags, Hello, LinkKind, Message, PeerPool,
@@ -21,7 +21,6 @@ use ferry_transport::{
 };
 use futures_lite::AsyncWriteExt;
 use glommio::net::TcpListener;
-use glommio::timer::sleep;
 use glommio::Task;
 
 const LONG: Duration = Duration::from_secs(10);
@@ -123,12 +122,26 @@ fn a_64_mib_payload_round_trips() -> anyhow::Result<()> {
 fn concurrent_requests_on_one_connection_are_answered_out_of_order() -> anyhow::Result<()> {
     run(|| async {
         let (listener, addr) = bind()?;
-        // Request i waits (8 - i) * 40 ms: the last sent is answered first.
-        let _server = glommio::spawn_local(serve(listener, config("slow"), |request| async move {
-            if let Message::Accept { call_id, .. } = &request {
-                sleep(Duration::from_millis((8 - call_id) * 40)).await;
+        // Every handler waits until all 8 requests are in and every later
+        // one has answered: the last sent is answered first, and only if
+        // all 8 were in flight at once.
+        let (arrived, answered) = (Rc::new(Cell::new(0u64)), Rc::new(Cell::new(0u64)));
+        let (server_arrived, server_answered) = (arrived.clone(), answered.clone());
+        let _server = glommio::spawn_local(serve(listener, config("slow"), move |request| {
+            let (arrived, answered) = (server_arrived.clone(), server_answered.clone());
+            async move {
+                if let Message::Accept { call_id, .. } = &request {
+                    arrived.set(arrived.get() + 1);
+                    let turn = wait_until("the requests after this one", || {
+                        arrived.get() == 8 && answered.get() == 7 - call_id
+                    })
+                    .await;
+                    if turn.is_ok() {
+                        answered.set(answered.get() + 1);
+                    }
+                }
+                request
             }
-            request
         }));
         let connection = Connection::connect(addr, &config("client")).await?;
         let finished = RefCell::new(Vec::new());
@@ -145,20 +158,19 @@ fn concurrent_requests_on_one_connection_are_answered_out_of_order() -> anyhow::
                 anyhow::Ok(())
             }
         });
-        let started = Instant::now();
         for result in futures::future::join_all(requests).await {
             result?;
         }
+        ensure!(
+            (arrived.get(), answered.get()) == (8, 8),
+            "{} requests in flight at once, {} answered in turn",
+            arrived.get(),
+            answered.get()
+        );
         let order = finished.into_inner();
         ensure!(
             order == (0..8).rev().collect::<Vec<_>>(),
             "answered in order {order:?}"
-        );
-        // Concurrent, not one after another (which would take 1.4 s).
-        ensure!(
-            started.elapsed() < Duration::from_millis(1_000),
-            "took {:?}",
-            started.elapsed()
         );
         Ok(())
     })
@@ -168,17 +180,32 @@ fn concurrent_requests_on_one_connection_are_answered_out_of_order() -> anyhow::
 fn a_server_handles_at_most_requests_in_flight_max_at_once() -> anyhow::Result<()> {
     run(|| async {
         let (listener, addr) = bind()?;
-        let (now, peak) = (Rc::new(Cell::new(0)), Rc::new(Cell::new(0)));
-        let (handler_now, handler_peak) = (now.clone(), peak.clone());
+        let (now, peak, done) = (
+            Rc::new(Cell::new(0)),
+            Rc::new(Cell::new(0)),
+            Rc::new(Cell::new(0)),
+        );
+        let (handler_now, handler_peak, handler_done) = (now.clone(), peak.clone(), done.clone());
         let mut server_config = config("bounded");
         server_config.requests_in_flight_max = 2;
         let _server = glommio::spawn_local(serve(listener, server_config, move |request| {
-            let (now, peak) = (handler_now.clone(), handler_peak.clone());
+            let (now, peak, done) = (
+                handler_now.clone(),
+                handler_peak.clone(),
+                handler_done.clone(),
+            );
             async move {
                 now.set(now.get() + 1);
                 peak.set(peak.get().max(now.get()));
-                sleep(Duration::from_millis(20)).await;
+                // Holds on until another handler runs beside it (or it is
+                // the last): a server that let more in would be seen doing
+                // it, and one that let fewer in would never answer.
+                let _ = wait_until("a second handler", || {
+                    now.get() >= 2 || done.get() + now.get() == 6
+                })
+                .await;
                 now.set(now.get() - 1);
+                done.set(done.get() + 1);
                 request
             }
         }));
@@ -203,15 +230,23 @@ fn a_server_handles_at_most_requests_in_flight_max_at_once() -> anyhow::Result<(
 fn a_request_times_out_and_the_connection_stays_usable() -> anyhow::Result<()> {
     run(|| async {
         let (listener, addr) = bind()?;
-        let _server =
-            glommio::spawn_local(serve(listener, config("server"), |request| async move {
+        // The slow request is answered only once the test releases it, and
+        // says when it has.
+        let (release, answered) = (Rc::new(Cell::new(false)), Rc::new(Cell::new(false)));
+        let (server_release, server_answered) = (release.clone(), answered.clone());
+        let _server = glommio::spawn_local(serve(listener, config("server"), move |request| {
+            let (release, answered) = (server_release.clone(), server_answered.clone());
+            async move {
                 if let Message::ObjectRead { key, .. } = &request {
                     if key == b"slow" {
-                        sleep(Duration::from_millis(1_000)).await;
+                        let _ =
+                            wait_until("the release of the slow answer", || release.get()).await;
+                        answered.set(true);
                     }
                 }
                 request
-            }));
+            }
+        }));
         let connection = Connection::connect(addr, &config("client")).await?;
         let read = |key: &[u8]| Message::ObjectRead {
             user: "demo".into(),
@@ -219,7 +254,6 @@ fn a_request_times_out_and_the_connection_stays_usable() -> anyhow::Result<()> {
             offset: 0,
             len_max: 1,
         };
-        let started = Instant::now();
         match connection
             .request(&read(b"slow"), Duration::from_millis(100))
             .await
@@ -227,16 +261,17 @@ fn a_request_times_out_and_the_connection_stays_usable() -> anyhow::Result<()> {
             Err(TransportError::Timeout { ms: 100 }) => {}
             other => bail!("expected a 100 ms timeout, got {other:?}"),
         }
-        ensure!(
-            started.elapsed() < Duration::from_millis(600),
-            "took {:?}",
-            started.elapsed()
-        );
+        // Timed out while the server still held the answer.
+        ensure!(!answered.get(), "the slow request was answered in time");
         ensure!(connection.is_alive() && connection.in_flight() == 0);
         // The next request works; the late answer to the first is dropped.
         ensure!(connection.request(&read(b"fast"), LONG).await? == read(b"fast"));
-        sleep(Duration::from_millis(1_000)).await;
+        release.set(true);
+        wait_until("the late answer", || answered.get()).await?;
+        // Written after the late answer on the same stream, so read after
+        // it: the late one was read and dropped by then.
         ensure!(connection.request(&read(b"fast"), LONG).await? == read(b"fast"));
+        ensure!(connection.is_alive() && connection.in_flight() == 0);
         Ok(())
     })
 }
@@ -280,16 +315,14 @@ fn a_peer_dying_mid_frame_fails_the_request_fast_and_the_next_one_reconnects() -
             offset: 0,
             data: Bytes::from(vec![7u8; 200_000]),
         };
+        // Fast: at the close, not at the request's deadline, which is
+        // longer than the test waits.
         let started = Instant::now();
-        match pool.request(addr, &message, LONG).await {
+        match pool.request(addr, &message, 4 * PATIENCE).await {
             Err(TransportError::PeerClosed) => {}
             other => bail!("expected PeerClosed, got {other:?}"),
         }
-        ensure!(
-            started.elapsed() < Duration::from_millis(500),
-            "took {:?}",
-            started.elapsed()
-        );
+        ensure!(started.elapsed() < PATIENCE, "took {:?}", started.elapsed());
         let peer = pool.peer(addr)?;
         ensure!(
             peer.connections() == 0,
@@ -315,7 +348,7 @@ fn garbage_from_a_client_closes_only_that_connection() -> anyhow::Result<()> {
             let mut stream = connect(addr).await?;
             stream.write_all(garbage).await?;
             ensure!(
-                closed_within(&mut stream, 2_000).await,
+                closed_within(&mut stream, PATIENCE_MS).await,
                 "{name}: connection left open"
             );
         }
@@ -383,7 +416,7 @@ fn the_first_message_must_be_a_hello_of_our_version() -> anyhow::Result<()> {
             ),
             "{answer:?}"
         );
-        ensure!(closed_within(&mut stream, 2_000).await);
+        ensure!(closed_within(&mut stream, PATIENCE_MS).await);
         // No Hello at all: refused, then closed.
         let mut stream = connect(addr).await?;
         write_message(
@@ -407,7 +440,7 @@ fn the_first_message_must_be_a_hello_of_our_version() -> anyhow::Result<()> {
             ),
             "{answer:?}"
         );
-        ensure!(closed_within(&mut stream, 2_000).await);
+        ensure!(closed_within(&mut stream, PATIENCE_MS).await);
         // The proper exchange works on a raw stream too.
         let mut stream = connect(addr).await?;
         ensure!(send_hello(&mut stream).await?.node_name == "echo");
@@ -432,17 +465,17 @@ fn the_pool_reconnects_with_backoff_after_the_server_restarts() -> anyhow::Resul
 
         // The server goes away: its connections close with it.
         drop(server);
-        sleep(Duration::from_millis(50)).await;
+        wait_until("the pool to see its connection close", || {
+            peer.connections() == 0
+        })
+        .await?;
+        // Ends at its own 300 ms deadline, not the 10 s of LONG.
         let started = Instant::now();
         let failed = pool
             .request(addr, &message, Duration::from_millis(300))
             .await;
         ensure!(failed.is_err(), "a request to a stopped server succeeded");
-        ensure!(
-            started.elapsed() < Duration::from_millis(600),
-            "took {:?}",
-            started.elapsed()
-        );
+        ensure!(started.elapsed() < LONG, "took {:?}", started.elapsed());
         let failures = peer.connect_failures();
         // 300 ms of 20, 40, 80, 160 ms waits (less jitter): a few attempts, not a spin.
         ensure!(
@@ -506,7 +539,7 @@ fn a_peer_offering_rdma_gets_tcp_from_a_node_without_a_device() -> anyhow::Resul
             ),
             "{answer:?}"
         );
-        ensure!(closed_within(&mut stream, 2_000).await);
+        ensure!(closed_within(&mut stream, PATIENCE_MS).await);
         Ok(())
     })
 }

@@ -59,15 +59,19 @@ impl RadosReader {
         name: String,
         c_name: CString,
     ) -> Result<Option<RadosReader>, StorageError> {
-        let mut head = vec![0u8; RADOS_GET_FIRST_BYTES];
+        let c_name_call = c_name.clone();
         let read = store
-            .call("reading object", &name, |cluster| {
+            .call("reading object", &name, move |cluster| {
+                let mut head = vec![0u8; RADOS_GET_FIRST_BYTES];
                 // SAFETY: `head` is RADOS_GET_FIRST_BYTES writable bytes, at
                 // most RADOS_READ_OP_BYTES_MAX.
-                unsafe { cluster.stat_and_read(&c_name, 0, head.as_mut_ptr(), head.len(), None) }
+                let read = unsafe {
+                    cluster.stat_and_read(&c_name_call, 0, head.as_mut_ptr(), head.len(), None)?
+                };
+                Ok(read.map(|read| (read, head)))
             })
             .await?;
-        let Some(read) = read else {
+        let Some((read, mut head)) = read else {
             return Ok(None);
         };
         // One operation: the read covers the whole object or the whole head.
@@ -99,8 +103,8 @@ impl RadosReader {
     /// the start of `dst` and returns how many; 0 at or past the end. The
     /// rest of `dst` is left as it was. Bytes past the open's first read
     /// come from the cluster, from the version opened or not at all
-    /// ([`StorageError::ObjectChanged`]); librados writes them straight
-    /// into `dst`.
+    /// ([`StorageError::ObjectChanged`]); librados writes them into a
+    /// buffer of the worker's, copied into `dst`.
     pub async fn read_into(&self, offset: u64, dst: &mut [u8]) -> Result<usize, StorageError> {
         let len = self.len_bytes.saturating_sub(offset).min(dst.len() as u64) as usize;
         let dst = &mut dst[..len];
@@ -115,16 +119,19 @@ impl RadosReader {
             return Ok(len);
         }
         let pos = offset + done as u64;
-        let rest = &mut dst[done..];
-        let (c_name, version) = (&self.c_name, self.version);
+        let rest_len = len - done;
+        let (c_name, version) = (self.c_name.clone(), self.version);
         let outcome = self
             .store
             .call("reading object", &self.name, move |cluster| {
-                read_at_version_blocking(cluster, c_name, version, pos, rest)
+                read_at_version_blocking(cluster, &c_name, version, pos, rest_len)
             })
             .await?;
         match outcome {
-            Read::Done => Ok(len),
+            Read::Done(bytes) => {
+                dst[done..].copy_from_slice(&bytes);
+                Ok(len)
+            }
             Read::Changed => Err(StorageError::ObjectChanged {
                 object: self.name.clone(),
             }),
@@ -139,32 +146,33 @@ impl RadosReader {
 }
 
 enum Read {
-    Done,
+    /// Every byte asked for.
+    Done(Vec<u8>),
     /// The object is no longer at the version asserted.
     Changed,
 }
 
-/// Fills `dst` from `pos` with operations that each assert `version`, of at
-/// most [`RADOS_READ_OP_BYTES_MAX`] bytes. The caller has cut `dst` to what
-/// the object holds at that version.
+/// Reads `len` bytes from `pos` with operations that each assert
+/// `version`, of at most [`RADOS_READ_OP_BYTES_MAX`] bytes. The caller has
+/// cut `len` to what the object holds at that version.
 fn read_at_version_blocking(
     cluster: &Cluster,
     name: &std::ffi::CStr,
     version: u64,
     pos: u64,
-    dst: &mut [u8],
+    len: usize,
 ) -> Result<Read, Errno> {
-    let mut done = 0usize;
-    while done < dst.len() {
-        let want = (dst.len() - done).min(RADOS_READ_OP_BYTES_MAX);
-        let rest = &mut dst[done..done + want];
-        // SAFETY: `rest` is `want` writable bytes, `want` at most
-        // RADOS_READ_OP_BYTES_MAX.
+    let mut buf: Vec<u8> = Vec::with_capacity(len);
+    while buf.len() < len {
+        let done = buf.len();
+        let want = (len - done).min(RADOS_READ_OP_BYTES_MAX);
+        // SAFETY: `buf` has room for `len` bytes, so for `want` past
+        // `done`; `want` is at most RADOS_READ_OP_BYTES_MAX.
         let read = unsafe {
             cluster.stat_and_read(
                 name,
                 pos + done as u64,
-                rest.as_mut_ptr(),
+                buf.as_mut_ptr().add(done),
                 want,
                 Some(version),
             )
@@ -176,7 +184,8 @@ fn read_at_version_blocking(
                 if read.read != want {
                     return Err(-libc::EIO);
                 }
-                done += want;
+                // SAFETY: librados wrote those `want` bytes.
+                unsafe { buf.set_len(done + want) };
             }
             Ok(None) => return Ok(Read::Changed),
             Err(code) if code == -libc::ERANGE || code == -libc::EOVERFLOW => {
@@ -185,5 +194,5 @@ fn read_at_version_blocking(
             Err(code) => return Err(code),
         }
     }
-    Ok(Read::Done)
+    Ok(Read::Done(buf))
 }

@@ -1,26 +1,24 @@
 //! [`Workers`]: the store's few threads that make blocking librados calls,
 //! fed through a bounded queue, so that a shard only ever awaits.
 //!
-//! A call borrows from the awaiting task (a `put`'s data, a `read_into`'s
-//! destination) instead of copying: librados reads from and writes to the
-//! caller's memory directly. That is sound because the awaiting future does
-//! not let go of the borrow while a worker may still touch it:
+//! A call owns everything it touches: the closure handed to
+//! [`Workers::run`] is `'static`, so the buffers librados reads from or
+//! writes into move to the worker with it and come back in its value (a
+//! `put`'s data goes in as `Bytes`, a read's destination comes back as a
+//! `Vec`). Nothing a worker touches is borrowed from the awaiting task.
 //!
-//! **Architecture invariant:** a [`Workers::run`] future, once dropped, has
-//! made sure its job will never start (it was still queued) or has waited
-//! for it to finish (it was running). Dropping it mid-call therefore blocks
-//! the shard for the rest of that one librados call, at most the client's
-//! op timeout; cancellation is rare (a caller's own timeout), so that is the
-//! price of zero-copy I/O here. Leaking such a future (`mem::forget`) while
-//! its job runs would break the borrow; nothing in ferry does.
+//! **Architecture invariant:** a [`Workers::run`] future may be dropped or
+//! leaked at any point without harm and without waiting: a call still
+//! queued is marked abandoned and never starts; a call already running
+//! finishes on its worker and its value is dropped there. Nothing on the
+//! awaiting side ever blocks.
 
 use std::any::Any;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
-use std::thread::JoinHandle;
 
 /// Why a call produced no value.
 #[derive(Debug)]
@@ -37,16 +35,18 @@ trait Runnable {
     fn run(self: Box<Self>);
 }
 
-/// Worker threads with a bounded queue in front of them.
+/// Worker threads with a bounded queue in front of them. Dropping it
+/// closes the queue: each thread finishes the calls already queued and
+/// exits on its own; nothing waits for them.
 pub(crate) struct Workers {
-    sender: Option<flume::Sender<Job>>,
-    threads: Vec<JoinHandle<()>>,
+    sender: flume::Sender<Job>,
+    threads: usize,
 }
 
 impl std::fmt::Debug for Workers {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Workers")
-            .field("threads", &self.threads.len())
+            .field("threads", &self.threads)
             .finish_non_exhaustive()
     }
 }
@@ -57,50 +57,36 @@ impl Workers {
     pub(crate) fn start(name: &str, threads: usize, queue_max: usize) -> std::io::Result<Workers> {
         assert!(threads > 0 && queue_max > 0);
         let (sender, receiver) = flume::bounded::<Job>(queue_max);
-        let mut workers = Workers {
-            sender: Some(sender),
-            threads: Vec::with_capacity(threads),
-        };
         for i in 0..threads {
             let receiver = receiver.clone();
-            let thread = std::thread::Builder::new()
+            // Detached: a thread ends when every sender is gone and the
+            // queue is empty.
+            std::thread::Builder::new()
                 .name(format!("{name}-{i}"))
                 .spawn(move || {
-                    // Ends when every sender is gone and the queue is empty.
                     while let Ok(job) = receiver.recv() {
                         job.run();
                     }
                 })?;
-            workers.threads.push(thread);
         }
-        Ok(workers)
+        Ok(Workers { sender, threads })
     }
 
     /// Runs `f` on a worker thread and returns its value. Waits (without
-    /// blocking the thread) while the queue is full. See the module docs for
-    /// what dropping the returned future does.
-    pub(crate) async fn run<'a, T, F>(&self, f: F) -> Result<T, Lost>
+    /// blocking the thread) while the queue is full. Dropping the returned
+    /// future abandons the call (see the module docs); it never blocks.
+    pub(crate) async fn run<T, F>(&self, f: F) -> Result<T, Lost>
     where
-        F: FnOnce() -> T + Send + 'a,
+        F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        let Some(sender) = &self.sender else {
-            return Err(Lost::Stopped);
-        };
         let call = Arc::new(Call::new());
-        let task: Box<dyn Runnable + Send + 'a> = Box::new(Task {
+        let job: Job = Box::new(Task {
             f: Some(f),
             call: call.clone(),
         });
-        // SAFETY: only the lifetime changes. The task may outlive `'a` only
-        // as a job that will never run `f`: `Waiting`'s drop marks a queued
-        // call cancelled, and waits for a running one to finish, before the
-        // borrow can end. Dropping an unrun `f` touches nothing borrowed:
-        // the closures passed here capture references, raw parts of slices
-        // and owned values, none with a `Drop` that reads through a borrow.
-        let job: Job = unsafe { std::mem::transmute::<Box<dyn Runnable + Send + 'a>, Job>(task) };
         let waiting = Waiting { call };
-        if sender.send_async(job).await.is_err() {
+        if self.sender.send_async(job).await.is_err() {
             // The job came back with the error and was dropped unrun.
             return Err(Lost::Stopped);
         }
@@ -108,24 +94,13 @@ impl Workers {
     }
 }
 
-impl Drop for Workers {
-    fn drop(&mut self) {
-        // Closing the queue lets each thread finish what is queued and exit.
-        self.sender = None;
-        for thread in self.threads.drain(..) {
-            if thread.join().is_err() {
-                tracing::error!("a librados worker thread panicked outside a call");
-            }
-        }
-    }
-}
-
 enum State<T> {
     Queued,
     Running,
     Done(Result<T, Lost>),
-    /// The awaiting future went away before the call started.
-    Cancelled,
+    /// The awaiting future went away: a queued call never starts, a
+    /// running one's value is dropped on its worker.
+    Abandoned,
     /// The value was handed to the awaiting future.
     Taken,
 }
@@ -138,9 +113,6 @@ struct Slot<T> {
 
 struct Call<T> {
     slot: Mutex<Slot<T>>,
-    /// Signalled when the state becomes `Done`; a dropped `Waiting` waits
-    /// on it for a running call.
-    finished: Condvar,
 }
 
 impl<T> Call<T> {
@@ -150,7 +122,6 @@ impl<T> Call<T> {
                 state: State::Queued,
                 waker: None,
             }),
-            finished: Condvar::new(),
         }
     }
 
@@ -161,15 +132,17 @@ impl<T> Call<T> {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Sets the outcome unless the call was cancelled, and wakes the task.
+    /// Sets the outcome and wakes the task, unless the call was abandoned;
+    /// then the outcome is dropped here, outside the lock.
     fn finish(&self, outcome: Result<T, Lost>) {
         let waker = {
             let mut slot = self.lock();
             if !matches!(slot.state, State::Queued | State::Running) {
+                drop(slot);
+                drop(outcome);
                 return;
             }
             slot.state = State::Done(outcome);
-            self.finished.notify_all();
             slot.waker.take()
         };
         if let Some(waker) = waker {
@@ -193,13 +166,12 @@ where
         {
             let mut slot = self.call.lock();
             if !matches!(slot.state, State::Queued) {
-                return; // cancelled: `f` is dropped unrun
+                return; // abandoned: `f` is dropped unrun
             }
             slot.state = State::Running;
         }
         let outcome = std::panic::catch_unwind(AssertUnwindSafe(f))
             .map_err(|panic| Lost::Panicked(panic_message(panic.as_ref())));
-        // `f` is consumed: nothing borrowed is touched after this point.
         self.call.finish(outcome);
     }
 }
@@ -226,7 +198,7 @@ impl<T> Future for Waiting<T> {
         let mut slot = self.call.lock();
         match std::mem::replace(&mut slot.state, State::Taken) {
             State::Done(outcome) => Poll::Ready(outcome),
-            State::Taken | State::Cancelled => Poll::Ready(Err(Lost::Stopped)),
+            State::Taken | State::Abandoned => Poll::Ready(Err(Lost::Stopped)),
             pending @ (State::Queued | State::Running) => {
                 slot.state = pending;
                 match &mut slot.waker {
@@ -241,25 +213,20 @@ impl<T> Future for Waiting<T> {
 
 impl<T> Drop for Waiting<T> {
     fn drop(&mut self) {
-        let mut slot = self.call.lock();
-        loop {
+        let done = {
+            let mut slot = self.call.lock();
             match slot.state {
-                State::Queued => {
-                    slot.state = State::Cancelled;
-                    return;
+                State::Queued | State::Running => {
+                    slot.state = State::Abandoned;
+                    slot.waker = None;
+                    None
                 }
-                // The worker is inside the caller's closure, possibly
-                // writing into the caller's buffer: wait it out.
-                State::Running => {
-                    slot = self
-                        .call
-                        .finished
-                        .wait(slot)
-                        .unwrap_or_else(|poisoned| poisoned.into_inner());
-                }
-                State::Done(_) | State::Cancelled | State::Taken => return,
+                // A value nobody took: dropped below, outside the lock.
+                State::Done(_) => Some(std::mem::replace(&mut slot.state, State::Taken)),
+                State::Abandoned | State::Taken => None,
             }
-        }
+        };
+        drop(done);
     }
 }
 
@@ -276,9 +243,13 @@ fn panic_message(panic: &(dyn Any + Send)) -> String {
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicBool, Ordering};
-    use std::time::Duration;
+    use std::time::{Duration, Instant};
 
     use super::*;
+
+    /// Far longer than any step here takes on a loaded machine: a bound
+    /// that turns a hang into a failure, never a measure of speed.
+    const PATIENCE: Duration = Duration::from_secs(30);
 
     fn on_executor<T>(body: impl std::future::Future<Output = T>) -> T {
         let executor = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
@@ -287,24 +258,47 @@ mod tests {
         executor.run(body)
     }
 
-    /// Polls `future` once, then drops it.
-    fn poll_once_then_drop<F: Future>(future: F) {
-        let mut future = std::pin::pin!(future);
-        let waker = Waker::noop();
-        let mut cx = Context::from_waker(waker);
+    /// Polls `future` once, checks it is not done, and hands it back,
+    /// pinned. Only for calls that cannot finish yet.
+    fn poll_once<F: Future>(future: F) -> Pin<Box<F>> {
+        let mut future = Box::pin(future);
+        let mut cx = Context::from_waker(Waker::noop());
         assert!(future.as_mut().poll(&mut cx).is_pending());
+        future
+    }
+
+    /// Waits until `flag` is set, for at most [`PATIENCE`].
+    fn wait_for(flag: &AtomicBool, what: &str) -> Result<(), String> {
+        let deadline = Instant::now() + PATIENCE;
+        while !flag.load(Ordering::Acquire) {
+            if Instant::now() > deadline {
+                return Err(format!("waited {PATIENCE:?} for {what}"));
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        Ok(())
+    }
+
+    /// Sets its flag when dropped.
+    struct DropFlag(Arc<AtomicBool>);
+
+    impl Drop for DropFlag {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Release);
+        }
     }
 
     #[test]
-    fn call_writes_into_the_callers_buffer() -> Result<(), String> {
+    fn an_owned_buffer_goes_to_the_worker_and_comes_back() -> Result<(), String> {
         let workers = Workers::start("test", 2, 4).map_err(|e| e.to_string())?;
-        let mut buf = vec![0u8; 1 << 20];
-        let n = on_executor(workers.run(|| {
+        let buf = vec![0u8; 1 << 20];
+        let buf = on_executor(workers.run(move || {
+            let mut buf = buf;
             buf.fill(7);
-            buf.len()
+            buf
         }))
         .map_err(|e| format!("{e:?}"))?;
-        assert_eq!(n, 1 << 20);
+        assert_eq!(buf.len(), 1 << 20);
         assert!(buf.iter().all(|&b| b == 7));
         Ok(())
     }
@@ -351,55 +345,81 @@ mod tests {
         // Occupy the only thread.
         let blocker = {
             let release = release.clone();
-            move || {
-                while !release.load(Ordering::Acquire) {
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-            }
+            move || wait_for(&release, "the release of the blocker")
         };
         on_executor(async {
-            let busy = std::pin::pin!(workers.run(blocker));
-            let waker = Waker::noop();
-            let mut cx = Context::from_waker(waker);
-            let mut busy = busy;
-            assert!(busy.as_mut().poll(&mut cx).is_pending());
+            let busy = poll_once(workers.run(blocker));
             let ran_too = ran.clone();
-            poll_once_then_drop(workers.run(move || ran_too.store(true, Ordering::Release)));
+            drop(poll_once(
+                workers.run(move || ran_too.store(true, Ordering::Release)),
+            ));
             release.store(true, Ordering::Release);
-            busy.await.map_err(|e| format!("{e:?}"))
+            busy.await.map_err(|e| format!("{e:?}"))?
         })?;
-        // A later call runs after the cancelled one would have.
+        // The one thread takes calls in order: this one runs after the
+        // abandoned one would have.
         on_executor(workers.run(|| ())).map_err(|e| format!("{e:?}"))?;
-        assert!(!ran.load(Ordering::Acquire), "a cancelled call ran");
+        assert!(!ran.load(Ordering::Acquire), "an abandoned call ran");
         Ok(())
     }
 
     #[test]
-    fn dropping_a_running_call_waits_for_it() -> Result<(), String> {
+    fn dropping_a_running_call_does_not_wait_for_it() -> Result<(), String> {
         let workers = Workers::start("test", 1, 4).map_err(|e| e.to_string())?;
         let started = Arc::new(AtomicBool::new(false));
-        let mut buf = vec![0u8; 4096];
-        {
-            let started = started.clone();
-            let call = workers.run(|| {
+        let release = Arc::new(AtomicBool::new(false));
+        let released = Arc::new(AtomicBool::new(false));
+        let value_dropped = Arc::new(AtomicBool::new(false));
+        let call = {
+            let (started, release, released) = (started.clone(), release.clone(), released.clone());
+            let value = DropFlag(value_dropped.clone());
+            workers.run(move || {
                 started.store(true, Ordering::Release);
-                std::thread::sleep(Duration::from_millis(50));
-                buf.fill(1);
-            });
-            let mut call = std::pin::pin!(call);
-            let waker = Waker::noop();
-            let mut cx = Context::from_waker(waker);
-            // Polling once queues the call (the queue has room).
-            assert!(call.as_mut().poll(&mut cx).is_pending());
-            while !started.load(Ordering::Acquire) {
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            // `call` drops here, mid-sleep: the drop must wait.
-        }
+                // Holds the thread until the awaiting side has let go. A
+                // drop that waited for the call would return only after
+                // this gave up, with `released` false.
+                if wait_for(&release, "the release of the call").is_ok() {
+                    released.store(true, Ordering::Release);
+                }
+                value
+            })
+        };
+        let call = poll_once(call);
+        wait_for(&started, "the call to start")?;
+        drop(call);
+        release.store(true, Ordering::Release);
+        // The value nobody awaits is dropped on the worker.
+        wait_for(&value_dropped, "the abandoned value to be dropped")?;
         assert!(
-            buf.iter().all(|&b| b == 1),
-            "the buffer was released before the call ended"
+            released.load(Ordering::Acquire),
+            "dropping the call waited for it to end"
         );
+        let after = on_executor(workers.run(|| 5)).map_err(|e| format!("{e:?}"))?;
+        assert_eq!(after, 5);
+        Ok(())
+    }
+
+    #[test]
+    fn a_leaked_call_leaves_the_workers_serving() -> Result<(), String> {
+        let workers = Workers::start("test", 1, 4).map_err(|e| e.to_string())?;
+        let release = Arc::new(AtomicBool::new(false));
+        let ran = Arc::new(AtomicBool::new(false));
+        let call = {
+            let (release, ran) = (release.clone(), ran.clone());
+            workers.run(move || {
+                // Still to run when the future is leaked.
+                wait_for(&release, "the release of the leaked call")?;
+                let mut buf = vec![0u8; 4096];
+                buf.fill(1);
+                ran.store(true, Ordering::Release);
+                Ok::<_, String>(buf)
+            })
+        };
+        std::mem::forget(poll_once(call));
+        release.store(true, Ordering::Release);
+        wait_for(&ran, "the leaked call to run")?;
+        let after = on_executor(workers.run(|| 5)).map_err(|e| format!("{e:?}"))?;
+        assert_eq!(after, 5);
         Ok(())
     }
 }

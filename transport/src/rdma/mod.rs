@@ -139,6 +139,8 @@ impl Device {
         // SAFETY: a zeroed port attribute struct is valid input; the
         // context is open.
         let mut attr: ibv_port_attr = unsafe { std::mem::zeroed() };
+        // SAFETY: the context is open and `attr` is a valid, writable port
+        // attribute struct that outlives the call.
         let status = unsafe { ___ibv_query_port(context, port, &mut attr) };
         let mut gid = ibv_gid { raw: [0; 16] };
         // SAFETY: gid index 0 of an open context's port.

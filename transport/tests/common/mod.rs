@@ -128,6 +128,27 @@ pub async fn send_hello(stream: &mut TcpStream) -> anyhow::Result<Hello> {
     }
 }
 
+/// How long a test waits for something that should happen at once: far
+/// longer than it takes on a loaded machine, so reaching it means the
+/// thing never happens, not that the machine was slow.
+pub const PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// [`PATIENCE`] in milliseconds, for [`closed_within`].
+pub const PATIENCE_MS: u64 = 30_000;
+
+/// Waits until `done()` holds, looking every millisecond; fails naming
+/// `what` after [`PATIENCE`].
+pub async fn wait_until(what: &str, mut done: impl FnMut() -> bool) -> anyhow::Result<()> {
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while !done() {
+        if std::time::Instant::now() > deadline {
+            bail!("waited {PATIENCE:?} for {what}");
+        }
+        glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    Ok(())
+}
+
 /// True once the peer has closed the stream (EOF or reset) within `ms`.
 pub async fn closed_within(stream: &mut TcpStream, ms: u64) -> bool {
     let mut byte = [0u8; 1];
