@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Offload on loopback: a local cluster (1 compute, 2 storage nodes, one
-# process each, deploy/local/cluster.sh), then with ferry-bench (closed
-# loop, 1 connection, HdrHistogram) in one run:
+# process each, deploy/local/cluster.sh), then with `ferry-bench run`
+# (closed loop, 1 connection, HdrHistogram) in one run:
 #   - the offload round trip with 0, 1 MiB and 16 MiB of dirty pages each
 #     way (test/probe), NDP against forbid_ndp (the same call, run on the
 #     compute node);
 #   - a wordcount of a 64 MiB object, NDP against forbid_ndp, and the bytes
 #     each moved between the nodes (offload pages from the compute node's
 #     /metrics; for forbid_ndp the object's bytes, read over the transport).
+# Each point writes OUT_DIR/LABEL.{hlog,json,txt} (the JSON with the compute
+# node's counters and CPU seconds per call); `ferry-bench plot OUT_DIR --out
+# F.svg` draws them.
 # Usage: bench/offload.sh [OUT_DIR] [SECONDS_PER_POINT]
 # BACKEND=ceph runs it on Ceph instead: 3 storage nodes, each fronting one
 # memstore OSD (deploy/ceph/start.sh --osds 3, replication 3); a funclet goes
@@ -39,9 +42,10 @@ metric() { # metric SAMPLE: the compute node's value of one /metrics sample
   curl -s --noproxy '*' "$compute_invoke/metrics" | awk -v s="$1" '$1 == s {print $2}'
 }
 run() { # run LABEL FUNCTION USER INPUT [--forbid-ndp]
-  "$bench" --url "$compute_invoke" --user "$3" --function "$2" --input "$4" ${5:-} \
-    --connections 1 --duration "$seconds" --warmup 1 --out "$out" --label "$1" >/dev/null
-  printf '%-28s %s\n' "$1" "$(grep -E 'p50|p99' "$out/$1.txt" | tr -s ' ' | tr '\n' ' ')"
+  "$bench" run --url "$compute_invoke" --user "$3" --function "$2" --input "$4" ${5:-} \
+    --concurrency 1 --duration "$seconds" --warmup 1 --metrics "$compute_invoke" \
+    --out "$out" --label "$1" >/dev/null
+  printf '%-28s %s\n' "$1" "$(grep -E '^latency ms' "$out/$1.txt" | tr -s ' ' | tr '\n' ' ')"
 }
 
 echo "== offload round trip (test/probe: dirty pages both ways), whole call latency"

@@ -15,5 +15,6 @@ features=(--features ferry-runtime/rdma)
 cargo build --release --workspace --all-targets "${features[@]}"
 cargo test --release --workspace --no-fail-fast "${features[@]}"
 bash deploy/check.sh
+bash bench/smoke.sh   # ferry-bench run/plot against a node, netns.sh up/down with an offload through it
 bash fuzz/run.sh 20
 echo "test.sh: done in $(( $(date +%s) - start )) s"

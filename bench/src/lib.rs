@@ -1,3 +1,4 @@
-//! ferry-bench: the load generator (`ferry-bench`) and the criterion
-//! micro-benchmarks (`cargo bench -p ferry-bench`). Latencies are recorded
-//! in HdrHistograms; every run writes the histogram log and a text summary.
+//! ferry-bench: the benchmark tools (`ferry-bench run|sweep|plot|cold|transport`,
+//! the binary in `main.rs`) and the criterion micro-benchmarks (`cargo
+//! bench -p ferry-bench`). Latencies are recorded in HdrHistograms; every
+//! run writes the histogram log, a JSON summary and a text table.

@@ -1,231 +1,314 @@
-//! `ferry-bench`: closed-loop HTTP load against a ferry (or Faasm) node.
-//!
-//! `connections` threads each keep one HTTP/1.1 connection and send the
-//! Faasm JSON message back to back for `duration`; every latency goes into
-//! an HdrHistogram (1 us .. 60 s, 3 significant digits). `--cold N`
-//! instead uploads the function under N fresh names and calls each once:
-//! the first call of a function on a node.
+//! `ferry-bench`: the command line of ferry's benchmark tools. Load against
+//! a node's invocation API (`run`, `sweep`, `cold`), plots of what those
+//! wrote (`plot`), and the transport's own round-trip and throughput
+//! benchmark (`transport`). Each subcommand lives in its own module; this
+//! file parses arguments and hands over.
 
-use std::io::Write;
+mod cold;
+mod load;
+mod plot;
+mod report;
+mod scrape;
+mod transport;
+
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
-use clap::Parser;
-use hdrhistogram::serialization::{Serializer, V2Serializer};
-use hdrhistogram::Histogram;
+use anyhow::{bail, ensure, Context, Result};
+use clap::{Args, Parser, Subcommand};
 
-#[derive(Parser, Clone)]
+#[derive(Parser)]
 #[command(
     name = "ferry-bench",
-    about = "Closed-loop load generator for ferry's invocation API"
+    about = "Benchmarks for ferry: HTTP load against a node, plots, and the transport",
+    long_about = "Benchmarks for ferry.\n\n\
+        `run` sends one function's calls to a node for a fixed time, either closed loop \
+        (--concurrency N: N connections, each sending its next call when the last one \
+        answers) or open loop (--rate R: calls sent at R per second whatever the node \
+        does, each call's latency measured from the time it was due to be sent, so a \
+        node that stalls is charged for every call it held up; coordinated omission \
+        corrected). `sweep` runs one open-loop point per rate. Every run writes under \
+        --out: LABEL.hlog (HdrHistogram interval log, one interval per second, values \
+        in microseconds), LABEL.json (summary: percentiles, count, errors, achieved \
+        rate and, with --metrics, the nodes' counters before and after and per call) \
+        and LABEL.txt (the same as a table, also printed). `plot` draws latency \
+        percentile curves, or latency against rate for sweeps, from those directories \
+        into one SVG. `cold` measures first calls after upload; `transport` benchmarks \
+        the node-to-node transport on loopback.",
+    after_help = "Examples:\n  \
+        ferry-bench run --user test --function noop --concurrency 4 --duration 10 --out results --label noop-c4\n  \
+        ferry-bench run --user test --function noop --rate 1000 --duration 10 --out results --label noop-r1000\n  \
+        ferry-bench sweep --user ndp --function wordcount --input key --rates 1,10,30,100 --duration 10 --out results/wc --label ndp\n  \
+        ferry-bench plot results/wc results/wc-forbid --out wc.svg\n  \
+        ferry-bench cold --user test --function noop --wasm guests/out/tests/test/noop.wasm --calls 200 --out results\n  \
+        ferry-bench transport --out target/transport-bench"
 )]
-struct Args {
-    /// Invocation endpoint.
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Closed- or open-loop load for a fixed time; writes LABEL.{hlog,json,txt}.
+    Run(RunArgs),
+    /// One open-loop run per rate; writes LABEL-rR.{hlog,json,txt} for each rate R.
+    Sweep(SweepArgs),
+    /// Latency percentile curves (or latency against rate for sweeps) as one SVG.
+    Plot(plot::PlotArgs),
+    /// First calls: upload the wasm under N new names and call each once.
+    Cold(cold::ColdArgs),
+    /// The node-to-node transport on loopback: small round trips and a large payload.
+    Transport(transport::TransportArgs),
+}
+
+/// What every load run needs: where, which function, what input, how long,
+/// where the results go.
+#[derive(Args, Clone)]
+pub struct Target {
+    /// The node's invocation endpoint.
     #[arg(long, default_value = "http://127.0.0.1:8080")]
-    url: String,
-    /// Upload endpoint (for --cold).
-    #[arg(long, default_value = "http://127.0.0.1:8002")]
-    upload_url: String,
+    pub url: String,
+    /// The function's user (Faasm's `user`).
     #[arg(long)]
-    user: String,
+    pub user: String,
+    /// The function to call (Faasm's `function`).
     #[arg(long)]
-    function: String,
-    #[arg(long, default_value = "")]
-    input: String,
+    pub function: String,
+    /// The call's input, as a string (`input_data`).
+    #[arg(long, conflicts_with = "input_file")]
+    pub input: Option<String>,
+    /// The call's input from a file: `input_data` if it is UTF-8, else `input_base64`.
     #[arg(long)]
-    forbid_ndp: bool,
-    /// Concurrent connections (one thread each).
-    #[arg(long, default_value_t = 4)]
-    connections: usize,
-    /// How long to send, in seconds (after the warm-up).
-    #[arg(long, default_value_t = 10.0)]
-    duration: f64,
-    /// Warm-up before measuring, in seconds.
-    #[arg(long, default_value_t = 1.0)]
-    warmup: f64,
-    /// Measure first calls instead: upload this wasm under N new names and call each once.
+    pub input_file: Option<PathBuf>,
+    /// Run every funclet on the node that took the call (the baseline).
     #[arg(long)]
-    cold: Option<usize>,
+    pub forbid_ndp: bool,
+    /// Nodes whose /metrics to read before and after the measured window
+    /// (a node's base URL, or its /metrics URL); repeatable.
+    #[arg(long, num_args = 1..)]
+    pub metrics: Vec<String>,
+    /// Directory for the results (created if missing).
     #[arg(long)]
-    wasm: Option<PathBuf>,
-    /// Where to write `<label>.hlog` and `<label>.txt`.
-    #[arg(long, default_value = "bench/results")]
-    out: PathBuf,
+    pub out: PathBuf,
+    /// Name of this run: the stem of its result files.
     #[arg(long, default_value = "run")]
-    label: String,
+    pub label: String,
+}
+
+#[derive(Args)]
+struct Timing {
+    /// Measured time, in seconds (or with a unit: 500ms, 10s, 2m).
+    #[arg(long, value_parser = parse_duration)]
+    duration: Duration,
+    /// Load before the measured time, not recorded.
+    #[arg(long, value_parser = parse_duration, default_value = "1s")]
+    warmup: Duration,
+    /// Per-call timeout; a call that takes longer counts as an error.
+    #[arg(long, value_parser = parse_duration, default_value = "60s")]
+    timeout: Duration,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    #[command(flatten)]
+    target: Target,
+    /// Closed loop: this many connections, each sending its next call when
+    /// its last one is answered.
+    #[arg(
+        long,
+        visible_alias = "connections",
+        conflicts_with = "rate",
+        required_unless_present = "rate"
+    )]
+    concurrency: Option<usize>,
+    /// Open loop: calls sent at this many per second, latency measured from
+    /// each call's due time.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Open loop: connections available to send on. When all are busy, due
+    /// calls wait for one, and the wait counts in their latency.
+    #[arg(long, default_value_t = 64)]
+    max_in_flight: usize,
+    #[command(flatten)]
+    timing: Timing,
+}
+
+#[derive(Args)]
+struct SweepArgs {
+    #[command(flatten)]
+    target: Target,
+    /// The rates, calls per second, comma separated (e.g. 1,10,30,100,300).
+    #[arg(long, value_delimiter = ',', required = true)]
+    rates: Vec<f64>,
+    /// Connections available to send on at each rate (see `run --max-in-flight`).
+    #[arg(long, default_value_t = 64)]
+    max_in_flight: usize,
+    #[command(flatten)]
+    timing: Timing,
+}
+
+/// A duration in seconds (`2.5`) or with a unit (`500ms`, `10s`, `2m`).
+fn parse_duration(text: &str) -> Result<Duration> {
+    let text = text.trim();
+    let (number, scale) = if let Some(n) = text.strip_suffix("ms") {
+        (n, 1e-3)
+    } else if let Some(n) = text.strip_suffix("us") {
+        (n, 1e-6)
+    } else if let Some(n) = text.strip_suffix('s') {
+        (n, 1.0)
+    } else if let Some(n) = text.strip_suffix('m') {
+        (n, 60.0)
+    } else {
+        (text, 1.0)
+    };
+    let value: f64 = number
+        .trim()
+        .parse()
+        .with_context(|| format!("'{text}' is not a duration (e.g. 10, 10s, 500ms, 2m)"))?;
+    ensure!(
+        value.is_finite() && value >= 0.0,
+        "'{text}': a duration is a finite number >= 0"
+    );
+    Duration::try_from_secs_f64(value * scale).with_context(|| format!("'{text}' is too long"))
 }
 
 fn main() -> Result<()> {
-    let args = Args::parse();
-    let (histogram, calls, errors, elapsed) = match args.cold {
-        Some(n) => cold(&args, n)?,
-        None => warm(&args)?,
-    };
-    report(&args, &histogram, calls, errors, elapsed)
-}
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(60)))
-        .build()
-        .new_agent()
-}
-
-fn message(args: &Args, function: &str) -> String {
-    serde_json::json!({
-        "user": args.user, "function": function, "input_data": args.input, "forbid_ndp": args.forbid_ndp,
-    })
-    .to_string()
-}
-
-fn call(agent: &ureq::Agent, url: &str, body: &str) -> Result<u16> {
-    let mut response = agent
-        .post(url)
-        .header("Content-Type", "application/json")
-        .send(body.as_bytes())
-        .context("sending the call")?;
-    response.body_mut().read_to_vec()?;
-    Ok(response.status().as_u16())
-}
-
-fn new_histogram() -> Result<Histogram<u64>> {
-    Ok(Histogram::new_with_bounds(1, 60_000_000, 3)?)
-}
-
-fn warm(args: &Args) -> Result<(Histogram<u64>, u64, u64, Duration)> {
-    let url = format!("{}/f/", args.url.trim_end_matches('/'));
-    let body = message(args, &args.function);
-    let measuring = Arc::new(AtomicBool::new(false));
-    let stop = Arc::new(AtomicBool::new(false));
-    let errors = Arc::new(AtomicU64::new(0));
-    let mut threads = Vec::new();
-    for _ in 0..args.connections {
-        let (url, body, measuring, stop, errors) = (
-            url.clone(),
-            body.clone(),
-            measuring.clone(),
-            stop.clone(),
-            errors.clone(),
-        );
-        threads.push(std::thread::spawn(move || -> Result<Histogram<u64>> {
-            let agent = agent();
-            let mut histogram = new_histogram()?;
-            while !stop.load(Ordering::Relaxed) {
-                let started = Instant::now();
-                let status = call(&agent, &url, &body);
-                let micros = started.elapsed().as_micros() as u64;
-                if measuring.load(Ordering::Relaxed) {
-                    match status {
-                        Ok(200) => histogram.saturating_record(micros.max(1)),
-                        _ => {
-                            errors.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                }
+    match Cli::parse().command {
+        Command::Run(args) => {
+            let mode = match (args.concurrency, args.rate) {
+                (Some(connections), None) => load::Mode::Closed { connections },
+                (None, Some(rate)) => load::Mode::Open {
+                    rate,
+                    max_in_flight: args.max_in_flight,
+                },
+                _ => bail!("give one of --concurrency N (closed loop) or --rate R (open loop)"),
+            };
+            run_one(&args.target, &args.timing, mode, &args.target.label, None).map(|_| ())
+        }
+        Command::Sweep(args) => {
+            for &rate in &args.rates {
+                let label = format!("{}-r{}", args.target.label, rate_name(rate));
+                let mode = load::Mode::Open {
+                    rate,
+                    max_in_flight: args.max_in_flight,
+                };
+                run_one(
+                    &args.target,
+                    &args.timing,
+                    mode,
+                    &label,
+                    Some(&args.target.label),
+                )?;
             }
-            Ok(histogram)
-        }));
+            Ok(())
+        }
+        Command::Plot(args) => plot::plot(&args),
+        Command::Cold(args) => cold::cold(&args),
+        Command::Transport(args) => transport::run(&args),
     }
-    std::thread::sleep(Duration::from_secs_f64(args.warmup));
-    measuring.store(true, Ordering::Relaxed);
-    let started = Instant::now();
-    std::thread::sleep(Duration::from_secs_f64(args.duration));
-    measuring.store(false, Ordering::Relaxed);
-    let elapsed = started.elapsed();
-    stop.store(true, Ordering::Relaxed);
-    let mut total = new_histogram()?;
-    for thread in threads {
-        let histogram = thread
-            .join()
-            .map_err(|_| anyhow::anyhow!("a load thread panicked"))??;
-        total.add(&histogram)?;
-    }
-    let calls = total.len();
-    Ok((total, calls, errors.load(Ordering::Relaxed), elapsed))
 }
 
-fn cold(args: &Args, n: usize) -> Result<(Histogram<u64>, u64, u64, Duration)> {
-    let Some(path) = &args.wasm else {
-        bail!("--cold needs --wasm FILE")
-    };
-    let wasm = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let agent = agent();
-    let url = format!("{}/f/", args.url.trim_end_matches('/'));
-    let mut histogram = new_histogram()?;
-    let mut errors = 0;
-    let run = std::process::id();
-    let started = Instant::now();
-    for i in 0..n {
-        let name = format!("{}_cold_{run}_{i}", args.function);
-        let upload = format!(
-            "{}/f/{}/{name}",
-            args.upload_url.trim_end_matches('/'),
-            args.user
-        );
-        let mut reply = agent.put(&upload).send(&wasm[..]).context("uploading")?;
-        reply.body_mut().read_to_vec()?;
-        if reply.status() != 200 {
-            bail!("upload of {name} failed: HTTP {}", reply.status());
-        }
-        let t = Instant::now();
-        let status = call(&agent, &url, &message(args, &name))?;
-        let micros = t.elapsed().as_micros() as u64;
-        if status == 200 {
-            histogram.saturating_record(micros.max(1));
-        } else {
-            errors += 1;
-        }
-    }
-    let calls = histogram.len();
-    Ok((histogram, calls, errors, started.elapsed()))
+/// A rate as it appears in a file name: `30`, `2.5`.
+fn rate_name(rate: f64) -> String {
+    let text = format!("{rate}");
+    text.replace('.', "_")
 }
 
-fn report(
-    args: &Args,
-    histogram: &Histogram<u64>,
-    calls: u64,
-    errors: u64,
-    elapsed: Duration,
-) -> Result<()> {
-    let q = |p: f64| histogram.value_at_quantile(p) as f64 / 1000.0;
-    let mode = if args.cold.is_some() {
-        "cold (first call after upload)"
-    } else {
-        "warm"
-    };
-    let summary = format!(
-        "ferry-bench {label}: {user}/{function} {mode}, {conns} connection(s)\n\
-         calls {calls} errors {errors} in {secs:.2} s = {rate:.0} calls/s\n\
-         latency ms: p50 {p50:.3} p90 {p90:.3} p99 {p99:.3} p99.9 {p999:.3} max {max:.3}\n",
-        label = args.label,
-        user = args.user,
-        function = args.function,
-        conns = if args.cold.is_some() {
-            1
-        } else {
-            args.connections
-        },
-        secs = elapsed.as_secs_f64(),
-        rate = calls as f64 / elapsed.as_secs_f64(),
-        p50 = q(0.5),
-        p90 = q(0.9),
-        p99 = q(0.99),
-        p999 = q(0.999),
-        max = histogram.max() as f64 / 1000.0,
+/// One measured run: load, scrape the nodes around the measured window,
+/// write and print the results.
+fn run_one(
+    target: &Target,
+    timing: &Timing,
+    mode: load::Mode,
+    label: &str,
+    sweep: Option<&str>,
+) -> Result<report::Summary> {
+    mode.check()?;
+    ensure!(
+        timing.duration > Duration::ZERO,
+        "--duration must be more than 0"
     );
-    print!("{summary}");
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("creating {}", args.out.display()))?;
-    std::fs::write(args.out.join(format!("{}.txt", args.label)), &summary)?;
-    let mut log = std::fs::File::create(args.out.join(format!("{}.hlog", args.label)))?;
-    let mut bytes = Vec::new();
-    V2Serializer::new()
-        .serialize(histogram, &mut bytes)
-        .map_err(|e| anyhow::anyhow!("serialising the histogram: {e:?}"))?;
-    log.write_all(&bytes)?;
-    Ok(())
+    let input = report::Input::from_target(target)?;
+    let spec = load::Spec {
+        url: invocation_url(&target.url),
+        body: input.message(target, &target.function),
+        mode,
+        duration: timing.duration,
+        warmup: timing.warmup,
+        timeout: timing.timeout,
+        metrics: target
+            .metrics
+            .iter()
+            .map(|url| scrape::metrics_url(url))
+            .collect(),
+        label: label.to_string(),
+    };
+    let measured = load::run(&spec)?;
+    let summary = report::Summary::new(target, &spec, &measured, label, sweep);
+    report::write(&target.out, label, &summary, &measured)?;
+    print!("{}", report::table(&summary));
+    ensure!(
+        summary.count > 0,
+        "{label}: no call succeeded ({} failed){}",
+        summary.errors,
+        summary
+            .error_samples
+            .first()
+            .map(|e| format!("; first error: {e}"))
+            .unwrap_or_default()
+    );
+    Ok(summary)
+}
+
+/// The invocation URL of a node given as `http://host:port` (with or
+/// without a path): Faasm's `/f/` when no path is given.
+fn invocation_url(url: &str) -> String {
+    let trimmed = url.trim_end_matches('/');
+    let has_path = trimmed
+        .split_once("://")
+        .map(|(_, rest)| rest.contains('/'))
+        .unwrap_or(false);
+    if has_path {
+        url.to_string()
+    } else {
+        format!("{trimmed}/f/")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_and_without_units() -> Result<()> {
+        for (text, expected) in [
+            ("10", Duration::from_secs(10)),
+            ("2.5", Duration::from_millis(2500)),
+            ("500ms", Duration::from_millis(500)),
+            ("3s", Duration::from_secs(3)),
+            ("2m", Duration::from_secs(120)),
+            ("250us", Duration::from_micros(250)),
+        ] {
+            assert_eq!(parse_duration(text)?, expected, "{text}");
+        }
+        for bad in ["", "x", "-1", "1h", "nan"] {
+            assert!(parse_duration(bad).is_err(), "{bad} parsed");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn invocation_urls_get_faasm_path_only_without_one() {
+        assert_eq!(invocation_url("http://a:8080"), "http://a:8080/f/");
+        assert_eq!(invocation_url("http://a:8080/"), "http://a:8080/f/");
+        assert_eq!(invocation_url("http://a:8080/f/"), "http://a:8080/f/");
+        assert_eq!(invocation_url("http://a:8080/x"), "http://a:8080/x");
+    }
+
+    #[test]
+    fn the_cli_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
 }

@@ -140,7 +140,7 @@ run() { # run MODE [--forbid-ndp]
   local mode=$1
   shift
   snapshot "$work/$mode.before"
-  ferry-bench --url "$url" --user "$user" --function "$function" --input "$key" "$@" \
+  ferry-bench run --url "$url" --user "$user" --function "$function" --input "$key" "$@" \
     --connections "$connections" --duration "$seconds" --warmup 1 \
     --out "$out" --label "$label-$mode" >&2
   snapshot "$work/$mode.after"

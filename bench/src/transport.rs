@@ -1,18 +1,14 @@
-//! Transport micro-benchmark on loopback, two shards pinned to two cores
-//! (a server and a client executor):
+//! `ferry-bench transport`: the node-to-node transport on loopback, two
+//! glommio executors pinned to two cores (a server and a client):
 //!
 //! - round-trip time of a small request (an Accept, ~100 bytes framed), one
 //!   in flight at a time: p50, p99, p99.9, max;
-//! - throughput of a 64 MiB payload (an ObjectWrite answered by a small
-//!   ObjectWritten), against a plain memcpy of the same 64 MiB in the same
-//!   run, and their ratio.
+//! - throughput of a large payload (an ObjectWrite of `--payload-mib` MiB
+//!   answered by a small ObjectWritten), against a plain memcpy of the same
+//!   bytes in the same run, and their ratio.
 //!
 //! Writes `rtt.hlog` (HdrHistogram interval log, nanoseconds) and
-//! `summary.txt` into `--out` (default `target/transport-bench`), and prints
-//! the summary.
-//!
-//! usage: ferry-transport-bench [--rtt-requests N] [--payload-rounds N]
-//!        [--payload-mib N] [--server-core N] [--client-core N] [--out DIR]
+//! `summary.txt` into `--out`, and prints the summary.
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -30,45 +26,27 @@ use hdrhistogram::serialization::interval_log::IntervalLogWriterBuilder;
 use hdrhistogram::serialization::V2Serializer;
 use hdrhistogram::Histogram;
 
-struct Options {
+#[derive(clap::Args)]
+pub struct TransportArgs {
+    /// Small requests to time (plus a tenth as many for warm-up).
+    #[arg(long, default_value_t = 50_000, value_parser = clap::value_parser!(u64).range(1..))]
     rtt_requests: u64,
+    /// Large payloads to time.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
     payload_rounds: u32,
-    payload_mib: usize,
+    /// Size of the large payload, MiB (1 to 64; one frame, under the
+    /// transport's 128 MiB frame limit).
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=64))]
+    payload_mib: u64,
+    /// Core the server executor is pinned to.
+    #[arg(long, default_value_t = 1)]
     server_core: usize,
+    /// Core the client executor is pinned to.
+    #[arg(long, default_value_t = 0)]
     client_core: usize,
+    /// Directory for rtt.hlog and summary.txt.
+    #[arg(long, default_value = "target/transport-bench")]
     out: PathBuf,
-}
-
-fn options() -> anyhow::Result<Options> {
-    let mut options = Options {
-        rtt_requests: 50_000,
-        payload_rounds: 10,
-        payload_mib: 64,
-        server_core: 1,
-        client_core: 0,
-        out: PathBuf::from("target/transport-bench"),
-    };
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        let value = args
-            .next()
-            .with_context(|| format!("{flag} needs a value"))?;
-        let number = || {
-            value
-                .parse::<u64>()
-                .with_context(|| format!("{flag} {value}: not a number"))
-        };
-        match flag.as_str() {
-            "--rtt-requests" => options.rtt_requests = number()?.max(1),
-            "--payload-rounds" => options.payload_rounds = u32::try_from(number()?.max(1))?,
-            "--payload-mib" => options.payload_mib = usize::try_from(number()?.clamp(1, 64))?,
-            "--server-core" => options.server_core = usize::try_from(number()?)?,
-            "--client-core" => options.client_core = usize::try_from(number()?)?,
-            "--out" => options.out = PathBuf::from(&value),
-            _ => bail!("unknown flag {flag}; see the file's header for usage"),
-        }
-    }
-    Ok(options)
 }
 
 /// What the client shard measured.
@@ -80,8 +58,8 @@ struct Measured {
     memcpy_ns: Vec<u64>,
 }
 
-fn main() -> anyhow::Result<()> {
-    let options = options()?;
+pub fn run(options: &TransportArgs) -> anyhow::Result<()> {
+    let payload_mib = usize::try_from(options.payload_mib)?;
     let stop = Arc::new(AtomicBool::new(false));
     let (addr_tx, addr_rx) = mpsc::channel::<SocketAddr>();
 
@@ -118,11 +96,7 @@ fn main() -> anyhow::Result<()> {
         .context("starting the server shard")?;
     let addr = addr_rx.recv().context("waiting for the server's address")?;
 
-    let client_options = (
-        options.rtt_requests,
-        options.payload_rounds,
-        options.payload_mib,
-    );
+    let client_options = (options.rtt_requests, options.payload_rounds, payload_mib);
     let client = LocalExecutorBuilder::new(Placement::Fixed(options.client_core))
         .name("bench-client")
         .spawn(move || async move { measure(addr, client_options).await })
@@ -132,7 +106,7 @@ fn main() -> anyhow::Result<()> {
     stop.store(true, Ordering::Relaxed);
     server.join().map_err(std::io::Error::from)??;
     let measured = measured?;
-    report(&options, &measured)
+    report(options, &measured)
 }
 
 async fn measure(
@@ -211,7 +185,7 @@ fn median(values: &[u64]) -> u64 {
     sorted[sorted.len() / 2]
 }
 
-fn report(options: &Options, measured: &Measured) -> anyhow::Result<()> {
+fn report(options: &TransportArgs, measured: &Measured) -> anyhow::Result<()> {
     let rtt = &measured.rtt_ns;
     let us = |ns: u64| ns as f64 / 1_000.0;
     let bytes = (options.payload_mib << 20) as f64;
@@ -220,7 +194,7 @@ fn report(options: &Options, measured: &Measured) -> anyhow::Result<()> {
     let mut summary = String::new();
     writeln!(
         summary,
-        "ferry-transport-bench: loopback TCP, server on core {}, client on core {}",
+        "ferry-bench transport: loopback TCP, server on core {}, client on core {}",
         options.server_core, options.client_core
     )?;
     writeln!(
@@ -252,7 +226,7 @@ fn report(options: &Options, measured: &Measured) -> anyhow::Result<()> {
     let mut log = Vec::new();
     let mut serializer = V2Serializer::new();
     let mut writer = IntervalLogWriterBuilder::new()
-        .add_comment("ferry-transport-bench small request round trip, nanoseconds")
+        .add_comment("ferry-bench transport small request round trip, nanoseconds")
         .with_start_time(measured.rtt_started)
         .begin_log_with(&mut log, &mut serializer)?;
     writer
