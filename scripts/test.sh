@@ -12,7 +12,12 @@ export LIBCLANG_PATH=${LIBCLANG_PATH:-/usr/lib/llvm-14/lib}
 # One feature set for everything, so nothing is built twice: the transport
 # with its RDMA path compiled in (it falls back to TCP here, with no device).
 features=(--features ferry-runtime/rdma)
+# Style first, cheapest first: formatting, then no import circle in the
+# runtime, then clippy with warnings as errors.
+cargo fmt --all -- --check
+python3 scripts/check-imports.py runtime/src
 cargo build --release --workspace --all-targets "${features[@]}"
+cargo clippy --release --workspace --all-targets "${features[@]}" -- -D warnings
 cargo test --release --workspace --no-fail-fast "${features[@]}"
 bash deploy/check.sh
 bash bench/smoke.sh   # ferry-bench run/plot against a node, netns.sh up/down with an offload through it

@@ -1,5 +1,5 @@
-//! The host ABI's pointer checks: `host::guest_range` (every pointer and
-//! length a guest hands an import) and `host::cstr_at` (`read_cstr`'s NUL
+//! The host ABI's pointer checks: `host::guest::guest_range` (every pointer and
+//! length a guest hands an import) and `host::guest::cstr_at` (`read_cstr`'s NUL
 //! and UTF-8 checks), against an independent statement of what they must
 //! accept.
 //!
@@ -12,7 +12,7 @@
 //! before it are UTF-8, and then it is those bytes.
 #![no_main]
 
-use ferry_runtime::host::{cstr_at, guest_range};
+use ferry_runtime::host::guest::{cstr_at, guest_range};
 use libfuzzer_sys::fuzz_target;
 
 const HEADER_BYTES: usize = 8 + 4 + 8 + 8;

@@ -439,6 +439,23 @@ impl Config {
     }
 }
 
+/// A user or function name: the path-safe characters Faasm's names use.
+pub fn check_name(kind: &str, name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= limits::NAME_BYTES_MAX
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
+    if !ok {
+        bail!(
+            "invalid {kind} name {name:?}: use 1-{} of [A-Za-z0-9_.-], not starting with '.'",
+            limits::NAME_BYTES_MAX
+        );
+    }
+    Ok(())
+}
+
 impl QuotaConfig {
     fn validate(raw: RawQuotas) -> Result<QuotaConfig> {
         let RawQuotas {
@@ -461,7 +478,7 @@ impl QuotaConfig {
         )?;
         let mut validated = std::collections::HashMap::new();
         for (user, own) in users {
-            crate::registry::check_name("user", &user).context("[quotas.users]")?;
+            check_name("user", &user).context("[quotas.users]")?;
             let limits = QuotaLimits {
                 calls_in_flight_max: own.calls_in_flight_max.or(default.calls_in_flight_max),
                 object_bytes_max: own.object_bytes_max.or(default.object_bytes_max),
@@ -496,7 +513,7 @@ impl Auth {
         }
         let mut users: Vec<(String, [u8; 32])> = Vec::with_capacity(tokens.len());
         for (user, RawSecret(token)) in tokens {
-            crate::registry::check_name("user", &user).context("[auth] tokens")?;
+            check_name("user", &user).context("[auth] tokens")?;
             if !(limits::TOKEN_BYTES_MIN..=limits::TOKEN_BYTES_MAX).contains(&token.len()) {
                 bail!(
                     "[auth] token of user {user}: {} bytes, must be {}..={} (e.g. `openssl rand -hex 32`)",
@@ -831,11 +848,12 @@ mod tests {
                 object_bytes_max: Some(5)
             }
         );
-        let zero = validate_text("[quotas]\ncalls_in_flight_max = 0\n").unwrap_err();
+        let zero = validate_text("[quotas]\ncalls_in_flight_max = 0\n").expect_err("0 is refused");
         assert!(format!("{zero:#}").contains("at least 1"), "{zero:#}");
         let bad_user = validate_text("[quotas.users.\"../x\"]\nobject_bytes_max = 5\n");
         assert!(bad_user.is_err());
-        let small = validate_text("[limits]\nhttp_buffer_bytes_max = 1000\n").unwrap_err();
+        let small = validate_text("[limits]\nhttp_buffer_bytes_max = 1000\n")
+            .expect_err("below one request");
         assert!(
             format!("{small:#}").contains("http_buffer_bytes_max"),
             "{small:#}"

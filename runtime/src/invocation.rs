@@ -15,6 +15,12 @@ use crate::limits;
 /// see one: an asynchronous call is polled by its random [`AsyncCalls`] id.
 pub struct CallIds(AtomicU32);
 
+impl Default for CallIds {
+    fn default() -> CallIds {
+        CallIds::new()
+    }
+}
+
 impl CallIds {
     pub fn new() -> CallIds {
         // Start from a time-derived value so ids from a restarted node do
@@ -43,22 +49,19 @@ impl CallIds {
 /// call ids for chained calls, and those need not be secret.
 pub const ASYNC_ID_BITS: u32 = 53;
 
-/// What a status poll sees.
+/// Where an asynchronous call is: what a status poll sees.
+#[derive(Clone)]
 pub enum AsyncStatus {
     Running,
     Done(Arc<CallResult>),
 }
 
-enum State {
-    Running,
-    Done(Arc<CallResult>),
-}
-
-struct Entry {
+/// One asynchronous call as the table keeps it.
+struct AsyncCall {
     /// Who started the call: only they may poll it when the node has
     /// tokens (None: started on a node without them).
     user: Option<Arc<str>>,
-    state: State,
+    status: AsyncStatus,
 }
 
 /// Asynchronous calls by their random id. Touched only by async calls and
@@ -71,7 +74,7 @@ pub struct AsyncCalls {
 
 #[derive(Default)]
 struct Inner {
-    calls: HashMap<u64, Entry>,
+    calls: HashMap<u64, AsyncCall>,
     finished: VecDeque<(Instant, u64)>,
     /// Output and log bytes of the results kept.
     kept_bytes: usize,
@@ -108,8 +111,8 @@ impl AsyncCalls {
                 break;
             }
             inner.finished.pop_front();
-            if let Some(Entry {
-                state: State::Done(result),
+            if let Some(AsyncCall {
+                status: AsyncStatus::Done(result),
                 ..
             }) = inner.calls.remove(&id)
             {
@@ -129,9 +132,9 @@ impl AsyncCalls {
         };
         inner.calls.insert(
             id,
-            Entry {
+            AsyncCall {
                 user,
-                state: State::Running,
+                status: AsyncStatus::Running,
             },
         );
         Ok(id)
@@ -143,7 +146,7 @@ impl AsyncCalls {
         let Some(entry) = inner.calls.get_mut(&id) else {
             return;
         };
-        entry.state = State::Done(Arc::new(result));
+        entry.status = AsyncStatus::Done(Arc::new(result));
         inner.finished.push_back((Instant::now(), id));
         inner.kept_bytes += bytes;
         // Past the byte budget, the oldest results give way: each is
@@ -154,15 +157,15 @@ impl AsyncCalls {
             let (_, old_id) = inner.finished[oldest];
             oldest += 1;
             let dropped = match inner.calls.get_mut(&old_id) {
-                Some(entry) => match &entry.state {
-                    State::Done(old) if result_bytes(old) > 0 => {
+                Some(entry) => match &entry.status {
+                    AsyncStatus::Done(old) if result_bytes(old) > 0 => {
                         let freed = result_bytes(old);
                         let reason = format!(
                             "result of {freed} bytes no longer kept: the node keeps at most {} bytes of asynchronous results",
                             limits::ASYNC_RESULT_BYTES_MAX
                         );
-                        entry.state =
-                            State::Done(Arc::new(CallResult::failed(reason, Instant::now())));
+                        entry.status =
+                            AsyncStatus::Done(Arc::new(CallResult::failed(reason, Instant::now())));
                         freed
                     }
                     _ => 0,
@@ -184,10 +187,7 @@ impl AsyncCalls {
                 return None;
             }
         }
-        Some(match &entry.state {
-            State::Running => AsyncStatus::Running,
-            State::Done(result) => AsyncStatus::Done(result.clone()),
-        })
+        Some(entry.status.clone())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {

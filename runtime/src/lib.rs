@@ -11,6 +11,7 @@
 
 pub mod budget;
 pub mod client;
+pub mod cluster;
 pub mod config;
 pub mod exec;
 pub mod funclet;
@@ -18,6 +19,7 @@ pub mod host;
 pub mod http;
 pub mod invocation;
 pub mod limits;
+pub mod machine;
 pub mod metrics;
 pub mod node;
 pub mod objects;
@@ -25,3 +27,5 @@ pub mod peer_server;
 pub mod peers;
 pub mod registry;
 pub mod shard;
+pub mod slots;
+pub mod stores;

@@ -35,11 +35,18 @@ pub const OFFER_INLINE_BYTES_MAX: usize = 1 << 20;
 /// An accepted Offer whose Pages do not arrive within this time gives its
 /// slot back (the compute node died or gave up).
 pub const OFFER_PAGES_WAIT_MS_MAX: u64 = 10_000;
+/// How long an Offer may wait for a slot before it is declined; well under
+/// a compute node's offload wait, so the Decline reaches a caller that is
+/// still listening.
+pub const OFFER_QUEUE_WAIT_MS_MAX: u64 = 2_000;
+
 /// Pushing a module to another node (it compiles it before answering).
 pub const MODULE_PUSH_MS_MAX: u64 = 60_000;
 /// Chained calls one call may start, and how deep chains may nest.
 pub const CHAINED_CALLS_MAX: usize = 256;
 pub const CHAIN_DEPTH_MAX: u32 = 8;
+/// A user or function name, in bytes.
+pub const NAME_BYTES_MAX: usize = 128;
 /// Functions one node keeps (each holds its compiled code mapped, ~100 KiB
 /// to a few MiB).
 pub const FUNCTIONS_MAX: usize = 10_000;

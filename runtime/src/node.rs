@@ -1,5 +1,6 @@
-//! The node: checks its prerequisites, reads the machine's topology, builds
-//! the executor and registry, and starts one pinned shard per core.
+//! Starting a node: the executor, registry and stores built once, one
+//! pinned shard per core (`machine` says which), the listeners bound, the
+//! start-up functions loaded, and the ready file written.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -8,62 +9,32 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, Context, Result};
 use glommio::{LocalExecutorBuilder, PoolPlacement};
 
 use crate::budget::{ByteBudget, Quotas};
 use crate::config::Config;
-use crate::config::{Backend, PeerNode, Role};
 use crate::exec::{start_epoch_ticker, Executor};
 use crate::http::{self, Api};
 use crate::invocation::{AsyncCalls, CallIds};
 use crate::limits;
+use crate::machine::{check_prerequisites, topology, Core};
 use crate::metrics::Metrics;
-use crate::objects::{Objects, RemoteNode, RemoteObjects};
+use crate::objects::Objects;
 use crate::registry::Registry;
-use crate::shard::LocalShard;
-use ferry_storage::{
-    CephNode, CephPlacementConfig, EmbeddedStore, ObjectStore, Placement, RadosConfig, RadosStore,
-    StoreConfig,
-};
-use ferry_transport::{PeerPool, TransportConfig};
-
-/// What every shard shares: immutable or internally synchronised.
-pub struct NodeShared {
-    pub config: Config,
-    pub executor: Arc<Executor>,
-    pub registry: Registry,
-    pub metrics: Metrics,
-    pub async_calls: AsyncCalls,
-    pub call_ids: CallIds,
-    /// HTTP body bytes all shards' requests hold at once.
-    pub http_buffers: Arc<ByteBudget>,
-    /// Per-user quotas and what each user holds against them.
-    pub quotas: Arc<Quotas>,
-    /// Set once the start-up uploads are done; `/healthz` answers 200 after.
-    pub ready: AtomicBool,
-    /// Which storage node holds an object (None: this node alone).
-    pub placement: Option<Placement>,
-    /// This node's name hashed to 32 bits: the high half of the call ids
-    /// its offers carry, so offers from two compute nodes never share one.
-    pub name_tag: u32,
-    /// wasmtime-wasi drives some WASI calls (clocks, sleeps) on tokio; each
-    /// shard enters this one small runtime so those calls find it.
-    tokio: tokio::runtime::Runtime,
-}
-
-/// One core a shard runs on.
-#[derive(Debug, Clone, Copy)]
-struct Core {
-    cpu: usize,
-    numa: Option<usize>,
-}
+use crate::shard::{LocalShard, NodeShared};
+use crate::stores::{objects_plan, ObjectsPlan};
+use ferry_storage::{EmbeddedStore, ObjectStore, StoreConfig};
 
 /// Runs a node until the process is stopped.
 pub fn run(config: Config) -> Result<()> {
     let cores = topology(config.cores)?;
     check_prerequisites(cores.len())?;
-    let executor = Arc::new(Executor::new(config.limits.clone(), cores.len())?);
+    let executor = Arc::new(Executor::new(
+        config.limits.clone(),
+        cores.len(),
+        crate::host::add_to_linker,
+    )?);
     let (registry, stale) = Registry::open(config.data_dir.join("functions"), &executor)?;
     let store_config = |dir: &str| StoreConfig {
         root: config.data_dir.join(dir),
@@ -202,118 +173,6 @@ fn log_authentication(config: &Config, addrs: Addrs) {
         ),
         None => {}
         Some(_) => tracing::info!("transport peers prove the cluster secret in Hello"),
-    }
-}
-
-/// Where this node's objects are; each shard makes its own handle from it.
-#[derive(Clone)]
-enum ObjectsPlan {
-    Local(ObjectStore),
-    Remote {
-        nodes: Vec<RemoteNode>,
-        placement: Placement,
-        transport: TransportConfig,
-    },
-}
-
-impl ObjectsPlan {
-    fn for_shard(&self, node: &NodeShared, shard: usize) -> Result<Objects> {
-        Ok(match self {
-            ObjectsPlan::Local(store) => Objects::Local(store.clone()),
-            ObjectsPlan::Remote {
-                nodes,
-                placement,
-                transport,
-            } => Objects::Remote(RemoteObjects {
-                nodes: nodes.clone(),
-                placement: placement.local(),
-                // Node tag high, shard next: unique across the cluster.
-                next_write_id: std::cell::Cell::new(
-                    (u64::from(node.name_tag) << 32) | ((shard as u64) << 24),
-                ),
-                pool: PeerPool::new(transport.clone())
-                    .map_err(|e| anyhow!("starting the transport pool: {e}"))?,
-            }),
-        })
-    }
-}
-
-/// Ceph everywhere; otherwise the local embedded store on nodes that hold
-/// objects, and the storage nodes' stores (placed by rendezvous hashing)
-/// on compute nodes. Also returns the cluster's placement (None for a node
-/// started alone): rendezvous over the storage nodes, or Ceph's primary
-/// OSD mapped to the storage node on that OSD's host.
-fn objects_plan(
-    config: &Config,
-    embedded: impl FnOnce() -> Result<EmbeddedStore>,
-) -> Result<(ObjectsPlan, Option<Placement>)> {
-    let storage_nodes: Vec<&PeerNode> = config
-        .cluster
-        .iter()
-        .filter(|peer| peer.role.holds_objects())
-        .collect();
-    let rendezvous = || {
-        Placement::rendezvous(storage_nodes.iter().map(|n| n.name.clone()).collect())
-            .context("building the placement")
-    };
-    match (&config.backend, config.role) {
-        (Backend::Ceph { conf, pool }, _) => {
-            let store = RadosStore::connect(RadosConfig::new(conf.clone(), pool.clone()))
-                .with_context(|| {
-                    format!("connecting to Ceph pool {pool} with {}", conf.display())
-                })?;
-            tracing::info!(pool = %pool, conf = %conf.display(), "objects in Ceph RADOS");
-            let placement = if storage_nodes.is_empty() {
-                None
-            } else {
-                let nodes = storage_nodes
-                    .iter()
-                    .map(|n| CephNode {
-                        name: n.name.clone(),
-                        host: n.ceph_host.clone(),
-                    })
-                    .collect();
-                Some(
-                    Placement::ceph(&store, CephPlacementConfig::new(nodes))
-                        .context("reading Ceph's OSD map for placement")?,
-                )
-            };
-            Ok((ObjectsPlan::Local(ObjectStore::Rados(store)), placement))
-        }
-        (Backend::Embedded, role) if role.holds_objects() => {
-            let placement = if storage_nodes.is_empty() {
-                None
-            } else {
-                Some(rendezvous()?)
-            };
-            Ok((
-                ObjectsPlan::Local(ObjectStore::Embedded(embedded()?)),
-                placement,
-            ))
-        }
-        (Backend::Embedded, Role::Compute | Role::Storage | Role::All) => {
-            let nodes: Vec<RemoteNode> = storage_nodes
-                .iter()
-                .map(|peer| RemoteNode {
-                    name: peer.name.clone(),
-                    transport: peer.transport,
-                })
-                .collect();
-            let placement = rendezvous()?;
-            let transport = config.transport();
-            transport
-                .validate()
-                .map_err(|e| anyhow!("transport config: {e}"))?;
-            tracing::info!(storage_nodes = nodes.len(), "objects on the storage nodes");
-            Ok((
-                ObjectsPlan::Remote {
-                    nodes,
-                    placement: placement.clone(),
-                    transport,
-                },
-                Some(placement),
-            ))
-        }
     }
 }
 
@@ -495,111 +354,5 @@ fn write_ready_file(path: &Path, addrs: Addrs) -> Result<()> {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, body.to_string()).with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
-}
-
-/// The cores this process may run on, with their NUMA node, from hwloc.
-fn topology(wanted: Option<usize>) -> Result<Vec<Core>> {
-    use hwlocality::object::types::ObjectType;
-    let topology = hwlocality::Topology::new()
-        .map_err(|e| anyhow!("reading the machine topology with hwloc: {e}"))?;
-    let allowed = allowed_cpus()?;
-    let numa_nodes: Vec<(usize, Vec<usize>)> = topology
-        .objects_with_type(ObjectType::NUMANode)
-        .filter_map(|node| {
-            let cpus = node.cpuset()?.iter_set().map(usize::from).collect();
-            Some((node.os_index()?, cpus))
-        })
-        .collect();
-    let mut cores: Vec<Core> = topology
-        .objects_with_type(ObjectType::PU)
-        .filter_map(|pu| pu.os_index())
-        .filter(|cpu| allowed.contains(cpu))
-        .map(|cpu| Core {
-            cpu,
-            numa: numa_nodes
-                .iter()
-                .find(|(_, cpus)| cpus.contains(&cpu))
-                .map(|(n, _)| *n),
-        })
-        .collect();
-    if cores.is_empty() {
-        bail!("hwloc reports no core this process may run on");
-    }
-    tracing::info!(
-        cores = cores.len(),
-        numa_nodes = numa_nodes.len(),
-        "machine topology"
-    );
-    if let Some(wanted) = wanted {
-        if wanted > cores.len() {
-            bail!(
-                "--cores {wanted} asks for more cores than the {} this process may use",
-                cores.len()
-            );
-        }
-        cores.truncate(wanted);
-    }
-    Ok(cores)
-}
-
-fn allowed_cpus() -> Result<Vec<usize>> {
-    // SAFETY: cpu_set_t is plain data; sched_getaffinity fills it.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: pid 0 is this thread; the size is the set's own.
-    let rc =
-        unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error()).context("reading the CPU affinity mask");
-    }
-    // SAFETY: `set` was initialised by sched_getaffinity.
-    Ok((0..libc::CPU_SETSIZE as usize)
-        .filter(|cpu| unsafe { libc::CPU_ISSET(*cpu, &set) })
-        .collect())
-}
-
-/// Whether this process may lock memory regardless of RLIMIT_MEMLOCK.
-fn has_ipc_lock() -> Result<bool> {
-    const CAP_IPC_LOCK: u32 = 14;
-    let status =
-        std::fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
-    let effective = status
-        .lines()
-        .find_map(|line| line.strip_prefix("CapEff:"))
-        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
-        .unwrap_or(0);
-    Ok(effective & (1 << CAP_IPC_LOCK) != 0)
-}
-
-/// glommio locks its I/O memory and its rings: check RLIMIT_MEMLOCK now,
-/// raise it when allowed, and refuse to start with a clear message
-/// otherwise, rather than failing inside the first read.
-fn check_prerequisites(shards: usize) -> Result<()> {
-    // Registered buffers plus two rings of a few hundred KiB per shard.
-    let needed = (shards * (limits::SHARD_IO_MEMORY_BYTES + (1 << 20))) as u64;
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes into `limit`.
-    if unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut limit) } != 0 {
-        return Err(std::io::Error::last_os_error()).context("reading RLIMIT_MEMLOCK");
-    }
-    if limit.rlim_cur != libc::RLIM_INFINITY && limit.rlim_cur < needed && !has_ipc_lock()? {
-        let raised = libc::rlimit {
-            rlim_cur: needed.max(limit.rlim_cur),
-            rlim_max: limit.rlim_max.max(needed),
-        };
-        // SAFETY: setrlimit reads `raised`.
-        if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &raised) } != 0 {
-            bail!(
-                "locked-memory limit is {} KiB; {shards} shard(s) need {} KiB. Raise it (`ulimit -l {}`, or LimitMEMLOCK= in a systemd unit, or --ulimit memlock= in docker)",
-                limit.rlim_cur / 1024,
-                needed / 1024,
-                needed / 1024
-            );
-        }
-        tracing::info!(kib = needed / 1024, "raised RLIMIT_MEMLOCK");
-    }
     Ok(())
 }

@@ -7,11 +7,11 @@
 //! 16 MiB a request (the first brings the object's size), writes in one
 //! message or streamed in 16 MiB chunks, listings and deletes.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
 
+use crate::config::PeerNode;
 use ferry_storage::{LocalPlacement, ObjectInfo, ObjectStore, StorageError};
 use ferry_transport::{Message, PeerPool, TransportError};
 
@@ -38,18 +38,10 @@ pub enum Objects {
     Remote(RemoteObjects),
 }
 
-/// One storage node as a compute node reaches it.
-#[derive(Debug, Clone)]
-pub struct RemoteNode {
-    pub name: String,
-    /// Its transport listener (object reads and writes).
-    pub transport: SocketAddr,
-}
-
 /// Objects on the cluster's storage nodes, placed by rendezvous hashing
 /// (every node computes the same answer; adding a node moves ~1/n keys).
 pub struct RemoteObjects {
-    pub nodes: Vec<RemoteNode>,
+    pub nodes: Vec<PeerNode>,
     pub placement: LocalPlacement,
     /// This shard's transport connections.
     pub pool: PeerPool,
@@ -241,11 +233,7 @@ impl Objects {
 
 impl RemoteObjects {
     /// The storage node that holds (user, key).
-    pub(crate) async fn node_for(
-        &self,
-        user: &str,
-        key: &[u8],
-    ) -> Result<&RemoteNode, ObjectError> {
+    pub(crate) async fn node_for(&self, user: &str, key: &[u8]) -> Result<&PeerNode, ObjectError> {
         let location = self.placement.locate(user, key).await?;
         self.nodes
             .iter()

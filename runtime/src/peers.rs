@@ -1,7 +1,6 @@
-//! The other nodes of the cluster as one shard reaches them: their
-//! transport addresses by name, this shard's pooled transport connections,
-//! and functions moving between nodes (an upload to any node reaches every
-//! node; a node offered a funclet of a module it lacks is sent the module).
+//! Functions moving between nodes: an upload to any node reaches every
+//! node, and a node offered a funclet of a module it lacks is sent the
+//! module.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,39 +10,10 @@ use anyhow::{anyhow, bail, Context, Result};
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
-use crate::config::{Config, PeerNode};
 use crate::exec::Function;
 use crate::limits;
 use crate::shard::LocalShard;
-use ferry_transport::{ErrorCode, Message, ModuleHash, ModuleUpload, PeerPool};
-
-pub struct Peers {
-    /// Every node of the cluster but this one.
-    pub nodes: Vec<PeerNode>,
-    pub pool: PeerPool,
-}
-
-impl Peers {
-    /// None for a node started alone.
-    pub fn new(config: &Config) -> Result<Option<Peers>> {
-        let nodes: Vec<PeerNode> = config
-            .cluster
-            .iter()
-            .filter(|peer| peer.name != config.name)
-            .cloned()
-            .collect();
-        if nodes.is_empty() {
-            return Ok(None);
-        }
-        let pool = PeerPool::new(config.transport())
-            .map_err(|e| anyhow!("starting the transport pool: {e}"))?;
-        Ok(Some(Peers { nodes, pool }))
-    }
-
-    pub fn by_name(&self, name: &str) -> Option<&PeerNode> {
-        self.nodes.iter().find(|node| node.name == name)
-    }
-}
+use ferry_transport::{ErrorCode, Message, ModuleHash, ModuleUpload};
 
 /// The module hash the transport carries: SHA-256 of the uploaded wasm.
 pub fn module_hash(function: &Function) -> Result<ModuleHash> {

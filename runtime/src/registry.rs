@@ -27,8 +27,10 @@ use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::config::check_name;
 use crate::exec::rewrite::{self, Image};
-use crate::exec::{run_zygote, Executor, Function, ModuleFacts};
+use crate::exec::zygote::run_zygote;
+use crate::exec::{Executor, Function, ModuleFacts};
 use crate::limits;
 
 /// user -> function -> compiled function; nested so a lookup borrows the
@@ -62,20 +64,6 @@ struct Meta {
     exports_start: bool,
     exports_ctors: bool,
     exports_zygote: bool,
-}
-
-/// A user or function name: the path-safe characters Faasm's names use.
-pub fn check_name(kind: &str, name: &str) -> Result<()> {
-    let ok = !name.is_empty()
-        && name.len() <= 128
-        && !name.starts_with('.')
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
-    if !ok {
-        bail!("invalid {kind} name {name:?}: use 1-128 of [A-Za-z0-9_.-], not starting with '.'");
-    }
-    Ok(())
 }
 
 impl Registry {
@@ -494,7 +482,7 @@ fn load(executor: &Executor, files: &VersionFiles, user: &str, name: &str) -> Re
 
 #[cfg(test)]
 mod tests {
-    use super::check_name;
+    use crate::config::check_name;
 
     #[test]
     fn names_are_path_safe() {

@@ -9,19 +9,24 @@
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Instant;
 
 use futures::future::{FutureExt, Shared};
 use wasmtime::{bail, format_err as anyhow, Result};
 
-use crate::exec::{CallCtx, CallResult, CallSpec, Entry, Function};
-use crate::funclet::serve::Slots;
+use crate::budget::{ByteBudget, Quotas};
+use crate::cluster::Peers;
+use crate::config::Config;
+use crate::exec::{CallCtx, CallResult, CallSpec, Entry, Executor, Function};
+use crate::invocation::{AsyncCalls, CallIds};
 use crate::limits;
-use crate::metrics::FunctionMetrics;
-use crate::node::NodeShared;
+use crate::metrics::{FunctionMetrics, Metrics};
 use crate::objects::Objects;
-use crate::peers::Peers;
+use crate::registry::Registry;
+use crate::slots::Slots;
+use ferry_storage::Placement;
 
 thread_local! {
     static CURRENT: RefCell<Option<Rc<LocalShard>>> = const { RefCell::new(None) };
@@ -36,6 +41,30 @@ pub enum ChainTarget {
 }
 
 type ChainedCall = Shared<glommio::task::JoinHandle<CallResult>>;
+
+/// What every shard shares: immutable or internally synchronised.
+pub struct NodeShared {
+    pub config: Config,
+    pub executor: Arc<Executor>,
+    pub registry: Registry,
+    pub metrics: Metrics,
+    pub async_calls: AsyncCalls,
+    pub call_ids: CallIds,
+    /// HTTP body bytes all shards' requests hold at once.
+    pub http_buffers: Arc<ByteBudget>,
+    /// Per-user quotas and what each user holds against them.
+    pub quotas: Arc<Quotas>,
+    /// Set once the start-up uploads are done; `/healthz` answers 200 after.
+    pub ready: AtomicBool,
+    /// Which storage node holds an object (None: this node alone).
+    pub placement: Option<Placement>,
+    /// This node's name hashed to 32 bits: the high half of the call ids
+    /// its offers carry, so offers from two compute nodes never share one.
+    pub name_tag: u32,
+    /// wasmtime-wasi drives some WASI calls (clocks, sleeps) on tokio; each
+    /// shard enters this one small runtime so those calls find it.
+    pub(crate) tokio: tokio::runtime::Runtime,
+}
 
 pub struct LocalShard {
     pub id: usize,
@@ -146,6 +175,7 @@ impl LocalShard {
                 .instrument(span.clone())
                 .await
         };
+        self.release_chained(&result.chained);
         span.record("return_code", result.return_code);
         span.record("funclets_offloaded", result.funclets_offloaded);
         span.record("funclets_here", result.funclets_here);
@@ -250,7 +280,7 @@ impl LocalShard {
     }
 
     /// Forgets a finished parent's chained calls (running ones go on).
-    pub fn release_chained(&self, ids: &[u32]) {
+    fn release_chained(&self, ids: &[u32]) {
         let mut chained = self.chained.borrow_mut();
         for id in ids {
             chained.remove(id);

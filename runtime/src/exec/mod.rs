@@ -7,7 +7,7 @@
 //! mmap; a call only instantiates an `InstancePre` from the pool.
 
 pub mod rewrite;
-mod zygote;
+pub mod zygote;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -24,10 +24,8 @@ use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::WasiCtxBuilder;
 
 pub use rewrite::ModuleFacts;
-pub use zygote::run_zygote;
 
 use crate::config::Limits;
-use crate::host;
 use crate::limits;
 
 /// A function as uploaded, compiled and ready to instantiate.
@@ -85,6 +83,9 @@ pub struct CallResult {
     /// Where this call's funclets ran: on other nodes, and on this one.
     pub funclets_offloaded: u32,
     pub funclets_here: u32,
+    /// Ids of the calls this call chained: the shard that ran it forgets
+    /// them once the call is over.
+    pub chained: Vec<u32>,
 }
 
 impl CallResult {
@@ -98,6 +99,7 @@ impl CallResult {
             duration: started.elapsed(),
             funclets_offloaded: 0,
             funclets_here: 0,
+            chained: Vec::new(),
         }
     }
 }
@@ -215,12 +217,17 @@ pub struct Executor {
 }
 
 impl Executor {
-    /// Builds the engine with a pool sized for `shards` shards.
+    /// Builds the engine with a pool sized for `shards` shards; `imports`
+    /// links the host functions (Faasm's ABI, `crate::host`) beside WASI.
     ///
     /// Each pooled memory reserves 4 GiB of address space plus guards (so
     /// bounds checks compile away): 2 shards x 96 slots is ~0.8 TiB of the
     /// 128 TiB user address space, reserved not committed.
-    pub fn new(limits: Limits, shards: usize) -> Result<Executor> {
+    pub fn new(
+        limits: Limits,
+        shards: usize,
+        imports: impl FnOnce(&mut Linker<CallCtx>) -> Result<()>,
+    ) -> Result<Executor> {
         // Calls from outside, funclets run for other nodes, and headroom for
         // chained calls and uploads.
         let slots_per_shard = (limits.calls_in_flight_max + limits.offload_slots_max) as u32
@@ -247,7 +254,7 @@ impl Executor {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p1::add_to_linker_async(&mut linker, |ctx: &mut CallCtx| &mut ctx.wasi)
             .context("linking WASI preview 1")?;
-        host::add_to_linker(&mut linker).context("linking the Faasm imports")?;
+        imports(&mut linker).context("linking the Faasm imports")?;
         Ok(Executor {
             engine,
             linker,
@@ -420,9 +427,6 @@ pub async fn call_i32(
 
 fn finish(store: Store<CallCtx>, outcome: Result<i32>, started: Instant) -> CallResult {
     let ctx = store.into_data();
-    if let Ok(shard) = crate::shard::LocalShard::current("") {
-        shard.release_chained(&ctx.chained);
-    }
     let mut log = String::from_utf8_lossy(&ctx.stdout.contents()).into_owned();
     log.push_str(&String::from_utf8_lossy(&ctx.stderr.contents()));
     log.push_str(&ctx.host_log);
@@ -447,7 +451,20 @@ fn finish(store: Store<CallCtx>, outcome: Result<i32>, started: Instant) -> Call
         duration: started.elapsed(),
         funclets_offloaded: ctx.funclets_offloaded,
         funclets_here: ctx.funclets_here,
+        chained: ctx.chained,
     }
+}
+
+/// The guest's linear memory (exported as `memory` by every toolchain),
+/// for a host function named `import`.
+pub fn memory(
+    caller: &mut wasmtime::Caller<'_, CallCtx>,
+    import: &str,
+) -> Result<wasmtime::Memory> {
+    caller
+        .get_export("memory")
+        .and_then(|e| e.into_memory())
+        .ok_or_else(|| anyhow!("env::{import}: the module exports no memory"))
 }
 
 /// One line: the root cause (our own message for deadlines, memory caps

@@ -204,7 +204,7 @@ async fn offload(
     let image = snapshot::image(&node.executor, &function)
         .await
         .map_err(|e| Failure::Failed(format!("taking the module image: {e}")))?;
-    let memory = crate::host::memory(caller, IMPORT).map_err(|e| Failure::Failed(e.to_string()))?;
+    let memory = crate::exec::memory(caller, IMPORT).map_err(|e| Failure::Failed(e.to_string()))?;
     let globals = snapshot::globals_of(&function.facts, |name| {
         caller.get_export(name).and_then(|e| e.into_global())
     })

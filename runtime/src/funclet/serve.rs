@@ -9,14 +9,11 @@
 //! waits for a slot waits at most `OFFER_QUEUE_WAIT_MS_MAX`, then is
 //! declined, so a compute node that gave up never leaves work behind here.
 
-use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::ops::Range;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use glommio::sync::{Semaphore, StaticPermit};
 use wasmtime::Store;
 
 use super::snapshot::{self, Base, WASM_PAGE_BYTES};
@@ -24,69 +21,6 @@ use crate::exec::{call_i32, describe_failure, table_func, CallCtx, CallSpec, Ent
 use crate::limits;
 use crate::shard::LocalShard;
 use ferry_transport::{Done, ErrorCode, Message, Offer, PageSet, Pages};
-
-/// How long an Offer may wait for a slot before it is declined; well under
-/// a compute node's offload wait, so the Decline reaches a caller that is
-/// still listening.
-const OFFER_QUEUE_WAIT_MS_MAX: u64 = 2_000;
-
-/// This shard's offload slots and the accepted Offers whose pages have not
-/// arrived yet.
-pub struct Slots {
-    semaphore: Rc<Semaphore>,
-    slots_max: usize,
-    waiting: Cell<usize>,
-    queue_max: usize,
-    pending: RefCell<HashMap<u64, Pending>>,
-    serial: Cell<u32>,
-}
-
-struct Pending {
-    offer: Offer,
-    function: Arc<Function>,
-    slot: u32,
-    _permit: StaticPermit,
-}
-
-impl Slots {
-    pub fn new(slots_max: usize, queue_max: usize) -> Slots {
-        Slots {
-            semaphore: Rc::new(Semaphore::new(slots_max as u64)),
-            slots_max,
-            waiting: Cell::new(0),
-            queue_max,
-            pending: RefCell::new(HashMap::new()),
-            serial: Cell::new(0),
-        }
-    }
-
-    /// Slots free now (for metrics and tests).
-    pub fn free(&self) -> usize {
-        self.semaphore.available() as usize
-    }
-
-    /// A slot, after waiting in the bounded queue if none is free; None
-    /// means decline.
-    async fn admit(&self) -> Option<StaticPermit> {
-        if let Ok(permit) = self.semaphore.try_acquire_static_permit(1) {
-            return Some(permit);
-        }
-        if self.waiting.get() >= self.queue_max {
-            return None;
-        }
-        self.waiting.set(self.waiting.get() + 1);
-        let waited =
-            glommio::timer::timeout(Duration::from_millis(OFFER_QUEUE_WAIT_MS_MAX), async {
-                self.semaphore
-                    .acquire_static_permit(1)
-                    .await
-                    .map_err(|e| glommio::GlommioError::from(std::io::Error::other(e.to_string())))
-            })
-            .await;
-        self.waiting.set(self.waiting.get() - 1);
-        waited.ok()
-    }
-}
 
 /// Answers an Offer: Done (pages rode along), Accept (pages follow),
 /// Decline (busy) or an error (NotFound: send the module first).
@@ -104,6 +38,7 @@ pub async fn answer_offer(shard: &Rc<LocalShard>, mut offer: Offer) -> Message {
     };
     let slots = &shard.funclets;
     let Some(permit) = slots.admit().await else {
+        let (running, waiting) = slots.occupancy();
         shard
             .node
             .metrics
@@ -112,11 +47,7 @@ pub async fn answer_offer(shard: &Rc<LocalShard>, mut offer: Offer) -> Message {
             .inc();
         return Message::Decline {
             call_id: offer.call_id,
-            reason: format!(
-                "busy: {} funclets running and {} waiting",
-                slots.slots_max,
-                slots.waiting.get()
-            ),
+            reason: format!("busy: {running} funclets running and {waiting} waiting"),
         };
     };
     shard
@@ -131,30 +62,17 @@ pub async fn answer_offer(shard: &Rc<LocalShard>, mut offer: Offer) -> Message {
         return done;
     }
     let call_id = offer.call_id;
-    if slots.pending.borrow().contains_key(&call_id) {
+    let Some(slot) = slots.hold(offer, function, permit) else {
         return Message::error(
             ErrorCode::BadRequest,
             format!("call {call_id} already has an accepted offer"),
         );
-    }
-    let slot = slots.serial.get().wrapping_add(1);
-    slots.serial.set(slot);
-    slots.pending.borrow_mut().insert(
-        call_id,
-        Pending {
-            offer,
-            function,
-            slot,
-            _permit: permit,
-        },
-    );
+    };
     // Give the slot back if the pages never come.
     let owner = shard.clone();
     glommio::spawn_local(async move {
         glommio::timer::sleep(Duration::from_millis(limits::OFFER_PAGES_WAIT_MS_MAX)).await;
-        let mut pending = owner.funclets.pending.borrow_mut();
-        if pending.get(&call_id).is_some_and(|p| p.slot == slot) {
-            pending.remove(&call_id);
+        if owner.funclets.give_back(call_id, slot) {
             owner
                 .node
                 .metrics
@@ -169,7 +87,7 @@ pub async fn answer_offer(shard: &Rc<LocalShard>, mut offer: Offer) -> Message {
 
 /// Answers the pages of an accepted Offer with Done.
 pub async fn answer_pages(shard: &Rc<LocalShard>, pages: Pages) -> Message {
-    let pending = shard.funclets.pending.borrow_mut().remove(&pages.call_id);
+    let pending = shard.funclets.take(pages.call_id);
     let Some(pending) = pending else {
         return Message::error(
             ErrorCode::NotFound,

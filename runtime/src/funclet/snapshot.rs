@@ -232,7 +232,7 @@ mod tests {
                 image: &image,
                 applied: Some(&applied),
             },
-            &[3 * PAGE_BYTES..4 * PAGE_BYTES],
+            std::slice::from_ref(&(3 * PAGE_BYTES..4 * PAGE_BYTES)),
         )?;
         assert_eq!(set.indices(), &[2]);
         Ok(())

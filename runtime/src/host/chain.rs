@@ -4,7 +4,7 @@
 use wasmtime::{bail, Result};
 use wasmtime::{Caller, Linker};
 
-use super::{guest_range, memory, on_shard, read_bytes, read_cstr};
+use super::guest::{guest_range, memory, on_shard, read_bytes, read_cstr};
 use crate::exec::{CallCtx, Entry};
 use crate::shard::{ChainTarget, LocalShard};
 

@@ -3,7 +3,7 @@
 use wasmtime::{bail, Result};
 use wasmtime::{Caller, Linker};
 
-use super::{guest_range, memory, read_bytes};
+use super::guest::{guest_range, memory, read_bytes};
 use crate::exec::CallCtx;
 
 pub(super) fn add(linker: &mut Linker<CallCtx>) -> Result<()> {

@@ -5,7 +5,7 @@
 use wasmtime::{format_err as anyhow, Result};
 use wasmtime::{Caller, Linker};
 
-use super::{guest_range, memory, on_shard, read_bytes, write_bytes};
+use super::guest::{guest_range, memory, on_shard, read_bytes, write_bytes};
 use crate::exec::{CallCtx, Mapping};
 use crate::shard::LocalShard;
 

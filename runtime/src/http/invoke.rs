@@ -12,7 +12,9 @@ use hyper::body::Incoming;
 use hyper::{Method, Request, StatusCode};
 use serde::Deserialize;
 
-use super::{auth, busy, busy_because, read_body, text, Reply};
+use super::auth;
+use super::body::read_body;
+use super::reply::{busy, busy_because, text, Reply};
 use crate::budget::Share;
 use crate::exec::{CallResult, CallSpec, Entry};
 use crate::invocation::{AsyncStartError, AsyncStatus};

@@ -8,11 +8,14 @@ use std::rc::Rc;
 use hyper::body::Incoming;
 use hyper::{Method, Request, StatusCode};
 
-use super::{auth, buffers_busy, declared_len, read_body, text, BodyError, BodyReader, Reply};
+use super::auth;
+use super::body::{declared_len, read_body, BodyReader};
+use super::reply::{buffers_busy, text, Body, BodyError, Reply};
 use crate::budget::{PutTicket, QuotaError, Share};
+use crate::config::check_name;
 use crate::limits;
 use crate::objects::{ObjectError, Objects, OwnedReader};
-use crate::registry::{check_name, UploadError};
+use crate::registry::UploadError;
 use crate::shard::LocalShard;
 
 pub async fn handle(shard: Rc<LocalShard>, request: Request<Incoming>) -> Reply {
@@ -387,7 +390,7 @@ async fn get_object(
         part_bytes,
         _share: share,
     };
-    let body: super::Body = Box::pin(http_body_util::StreamBody::new(futures::stream::unfold(
+    let body: Body = Box::pin(http_body_util::StreamBody::new(futures::stream::unfold(
         parts,
         Parts::next,
     )));

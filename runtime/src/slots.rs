@@ -1,0 +1,119 @@
+//! A storage shard's offload slots: how many offered funclets run at once,
+//! a bounded queue for Offers waiting for a slot, and the accepted Offers
+//! whose pages have not arrived yet (each holding its slot). The shard
+//! holds one; `funclet::serve` admits and answers through it.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use glommio::sync::{Semaphore, StaticPermit};
+
+use crate::exec::Function;
+use crate::limits;
+use ferry_transport::Offer;
+
+/// This shard's offload slots and the accepted Offers whose pages have not
+/// arrived yet.
+pub struct Slots {
+    semaphore: Rc<Semaphore>,
+    slots_max: usize,
+    waiting: Cell<usize>,
+    queue_max: usize,
+    pending: RefCell<HashMap<u64, Pending>>,
+    serial: Cell<u32>,
+}
+
+/// An accepted Offer waiting for its pages, and the slot it holds.
+pub struct Pending {
+    pub offer: Offer,
+    pub function: Arc<Function>,
+    slot: u32,
+    _permit: StaticPermit,
+}
+
+impl Slots {
+    pub fn new(slots_max: usize, queue_max: usize) -> Slots {
+        Slots {
+            semaphore: Rc::new(Semaphore::new(slots_max as u64)),
+            slots_max,
+            waiting: Cell::new(0),
+            queue_max,
+            pending: RefCell::new(HashMap::new()),
+            serial: Cell::new(0),
+        }
+    }
+
+    /// Slots free now (for metrics and tests).
+    pub fn free(&self) -> usize {
+        self.semaphore.available() as usize
+    }
+
+    /// A slot, after waiting in the bounded queue if none is free; None
+    /// means decline.
+    pub async fn admit(&self) -> Option<StaticPermit> {
+        if let Ok(permit) = self.semaphore.try_acquire_static_permit(1) {
+            return Some(permit);
+        }
+        if self.waiting.get() >= self.queue_max {
+            return None;
+        }
+        self.waiting.set(self.waiting.get() + 1);
+        let waited = glommio::timer::timeout(
+            Duration::from_millis(limits::OFFER_QUEUE_WAIT_MS_MAX),
+            async {
+                self.semaphore
+                    .acquire_static_permit(1)
+                    .await
+                    .map_err(|e| glommio::GlommioError::from(std::io::Error::other(e.to_string())))
+            },
+        )
+        .await;
+        self.waiting.set(self.waiting.get() - 1);
+        waited.ok()
+    }
+
+    /// (slots, Offers waiting for one): what a Decline says.
+    pub fn occupancy(&self) -> (usize, usize) {
+        (self.slots_max, self.waiting.get())
+    }
+
+    /// Keeps an accepted Offer, with its slot, until its pages come; its
+    /// serial, or None when the call already has one here.
+    pub fn hold(&self, offer: Offer, function: Arc<Function>, permit: StaticPermit) -> Option<u32> {
+        let call_id = offer.call_id;
+        if self.pending.borrow().contains_key(&call_id) {
+            return None;
+        }
+        let slot = self.serial.get().wrapping_add(1);
+        self.serial.set(slot);
+        self.pending.borrow_mut().insert(
+            call_id,
+            Pending {
+                offer,
+                function,
+                slot,
+                _permit: permit,
+            },
+        );
+        Some(slot)
+    }
+
+    /// The accepted Offer of `call_id`, when its pages arrive.
+    pub fn take(&self, call_id: u64) -> Option<Pending> {
+        self.pending.borrow_mut().remove(&call_id)
+    }
+
+    /// Gives back the slot of `call_id`'s Offer if it is still the one
+    /// held as `slot` (its pages never came); whether it was.
+    pub fn give_back(&self, call_id: u64, slot: u32) -> bool {
+        let mut pending = self.pending.borrow_mut();
+        if pending.get(&call_id).is_some_and(|p| p.slot == slot) {
+            pending.remove(&call_id);
+            return true;
+        }
+        false
+    }
+}
