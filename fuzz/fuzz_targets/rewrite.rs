@@ -22,13 +22,17 @@
 #[allow(dead_code)]
 #[path = "../../runtime/src/exec/rewrite.rs"]
 mod rewrite;
+// The bounds and units it names (`crate::limits`): constants only.
+#[allow(dead_code)]
+#[path = "../../runtime/src/limits.rs"]
+mod limits;
 
 use libfuzzer_sys::arbitrary::Unstructured;
 use libfuzzer_sys::fuzz_target;
 use rewrite::{bake, expose, GlobalValue, Image, ModuleFacts, GLOBAL_EXPORT_PREFIX, TABLE_EXPORT};
 use wasmparser::{DataKind, ExternalKind, Operator, Parser, Payload, TypeRef, ValType, Validator};
 
-const WASM_PAGE_BYTES: usize = 65536;
+use limits::WASM_PAGE_BYTES;
 /// Images up to 20 pages (1.25 MiB): a Rust guest's 17, room for runs and
 /// gaps of 4 KiB pages, and quick to scan (bake's scan of every byte,
 /// instrumented, was most of the time at 64 pages).

@@ -84,12 +84,7 @@ impl Drop for Share {
     }
 }
 
-/// How long a user's object-bytes figure, summed from a listing of all
-/// their objects, is trusted before the next put lists them again. Writes
-/// through this node update it meanwhile; writes through other nodes show
-/// up at the next listing, so they can pass the quota by what they wrote
-/// in this window.
-const USAGE_FRESH_MS: u64 = 10_000;
+use crate::limits::QUOTA_USAGE_FRESH_MS as USAGE_FRESH_MS;
 
 /// The per-user quotas of one node, and what each user holds against them.
 pub struct Quotas {

@@ -42,6 +42,28 @@ pub const OFFER_QUEUE_WAIT_MS_MAX: u64 = 2_000;
 
 /// Pushing a module to another node (it compiles it before answering).
 pub const MODULE_PUSH_MS_MAX: u64 = 60_000;
+/// The unit wasm linear memory grows by (not a bound: the one home of
+/// the number).
+pub const WASM_PAGE_BYTES: usize = 65536;
+/// Elements a guest's function table may hold.
+pub const TABLE_ELEMENTS_MAX: usize = 100_000;
+/// Object bytes one transport frame carries between nodes; larger reads
+/// take several requests and larger writes are streamed in chunks of this
+/// size. Well under the transport's frame cap (128 MiB), so no frame is
+/// ever refused for its size.
+pub const PEER_CHUNK_BYTES_MAX: usize = 16 << 20;
+/// A transport request to another node that takes longer fails.
+pub const PEER_REQUEST_MS_MAX: u64 = 30_000;
+/// Streamed writes one transport listener keeps open at once, and how long
+/// one waits for its next chunk before it is dropped.
+pub const PEER_STREAMS_MAX: usize = 64;
+pub const PEER_STREAM_IDLE_MS_MAX: u64 = 30_000;
+/// How long a user's object-bytes figure, summed from a listing of all
+/// their objects, is trusted before the next put lists them again. Writes
+/// through this node update it meanwhile; writes through other nodes show
+/// up at the next listing, so they can pass the quota by what they wrote
+/// in this window.
+pub const QUOTA_USAGE_FRESH_MS: u64 = 10_000;
 /// Chained calls one call may start, and how deep chains may nest.
 pub const CHAINED_CALLS_MAX: usize = 256;
 pub const CHAIN_DEPTH_MAX: u32 = 8;

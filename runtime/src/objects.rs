@@ -50,12 +50,7 @@ pub struct RemoteObjects {
     pub next_write_id: std::cell::Cell<u64>,
 }
 
-/// Object bytes one transport frame carries; larger reads take several
-/// requests and larger writes are streamed in chunks of this size. Well under the transport's
-/// frame cap (128 MiB), so no frame is ever refused for its size.
-pub(crate) const PEER_CHUNK_BYTES_MAX: usize = 16 << 20;
-/// A transport request to a storage node that takes longer fails.
-const PEER_REQUEST_MS_MAX: u64 = 30_000;
+use crate::limits::{PEER_CHUNK_BYTES_MAX, PEER_REQUEST_MS_MAX};
 
 impl Objects {
     pub async fn put(&self, user: &str, key: &[u8], data: &[u8]) -> Result<(), ObjectError> {

@@ -10,15 +10,14 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use crate::objects::{ObjectError, Objects, PEER_CHUNK_BYTES_MAX};
+use crate::limits::{
+    PEER_CHUNK_BYTES_MAX, PEER_STREAMS_MAX as STREAMS_MAX,
+    PEER_STREAM_IDLE_MS_MAX as STREAM_IDLE_MS_MAX,
+};
+use crate::objects::{ObjectError, Objects};
 use crate::shard::LocalShard;
 use ferry_storage::{PutStream, StorageError};
 use ferry_transport::{ErrorCode, Message};
-
-/// Streamed writes one shard keeps open at once, and how long one may sit
-/// between chunks before it is dropped (the old object stays).
-const STREAMS_MAX: usize = 64;
-const STREAM_IDLE_MS_MAX: u64 = 30_000;
 
 /// Serves compute nodes' object reads and writes on a transport listener,
 /// from this shard's objects.

@@ -249,20 +249,15 @@ impl Peer {
             .backoff_ms_min
             .saturating_mul(1 << shift)
             .min(self.config.backoff_ms_max);
-        let seed = u64::from(self.addr.port())
-            ^ u64::from(failures).rotate_left(17)
-            ^ u64::from(Instant::now().elapsed().subsec_nanos())
-            ^ (std::ptr::from_ref(self) as u64);
-        let jitter = splitmix(seed) % (ms / 4 + 1);
+        // Jitter spreads the reconnects of many shards apart; should the
+        // OS have no randomness to give, the backoff is taken whole.
+        let mut random = [0u8; 8];
+        let jitter = match getrandom::getrandom(&mut random) {
+            Ok(()) => u64::from_le_bytes(random) % (ms / 4 + 1),
+            Err(_) => 0,
+        };
         Duration::from_millis(ms - jitter)
     }
-}
-
-fn splitmix(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    x ^ (x >> 31)
 }
 
 fn millis(duration: Duration) -> u64 {

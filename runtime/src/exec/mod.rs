@@ -201,11 +201,9 @@ impl ResourceLimiter for CallCtx {
         desired: usize,
         _max: Option<usize>,
     ) -> Result<bool> {
-        Ok(desired <= TABLE_ELEMENTS_MAX)
+        Ok(desired <= limits::TABLE_ELEMENTS_MAX)
     }
 }
-
-const TABLE_ELEMENTS_MAX: usize = 100_000;
 
 /// The node's executor: engine, base linker and limits.
 pub struct Executor {
@@ -240,7 +238,7 @@ impl Executor {
             .total_stacks(slots)
             .max_memories_per_module(1)
             .max_tables_per_module(1)
-            .table_elements(TABLE_ELEMENTS_MAX)
+            .table_elements(limits::TABLE_ELEMENTS_MAX)
             .max_memory_size(limits.memory_bytes_max as usize);
         let mut config = Config::new();
         config

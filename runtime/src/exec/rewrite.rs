@@ -214,7 +214,7 @@ pub struct Image<'a> {
 /// pages is folded into the segment rather than splitting it.
 const SEGMENT_GAP_PAGES: usize = 4;
 const PAGE_BYTES: usize = 4096;
-const WASM_PAGE_BYTES: usize = 65536;
+use crate::limits::WASM_PAGE_BYTES;
 
 /// Returns `wasm` (already exposed) with `image` as its initial state: the
 /// memory's minimum is the image's size, active data segments are replaced

@@ -19,7 +19,7 @@ use crate::exec::rewrite::GLOBAL_EXPORT_PREFIX;
 use crate::exec::{CallCtx, Executor, Function, ModuleFacts};
 use ferry_transport::{Global, PageSet, PAGE_BYTES};
 
-pub const WASM_PAGE_BYTES: usize = 65536;
+pub use crate::limits::WASM_PAGE_BYTES;
 static ZERO_PAGE: [u8; PAGE_BYTES] = [0; PAGE_BYTES];
 
 /// What memory holds where nothing has written it since the base was set:

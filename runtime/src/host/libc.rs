@@ -7,6 +7,7 @@ use wasmtime::{Caller, Linker};
 
 use super::guest::{memory, write_bytes};
 use crate::exec::CallCtx;
+use crate::limits::WASM_PAGE_BYTES;
 
 /// The identities Faasm reports to guests.
 const FAKE_PID: i32 = 23;
@@ -14,7 +15,6 @@ const FAKE_UID: i32 = 1000;
 const FAKE_GID: i32 = 1000;
 /// wasi-libc's `_SC_NPROCESSORS_ONLN`.
 const SC_NPROCESSORS_ONLN: i32 = 84;
-const WASM_PAGE_BYTES: u64 = 65536;
 
 pub(super) fn add(linker: &mut Linker<CallCtx>) -> Result<()> {
     linker.func_wrap("env", "getpid", || FAKE_PID)?;
@@ -101,7 +101,7 @@ pub(super) fn add(linker: &mut Linker<CallCtx>) -> Result<()> {
             if increment <= 0 {
                 return Ok(old as i32);
             }
-            let pages = (increment as u64).div_ceil(WASM_PAGE_BYTES);
+            let pages = (increment as u64).div_ceil(WASM_PAGE_BYTES as u64);
             mem.grow(&mut caller, pages)?;
             Ok(old as i32)
         },
@@ -121,9 +121,9 @@ pub(super) fn add(linker: &mut Linker<CallCtx>) -> Result<()> {
                 return Ok(-1); // MAP_FAILED: only anonymous mappings are emulated
             }
             let mem = memory(&mut caller, "mmap")?;
-            let pages = (len as u64).div_ceil(WASM_PAGE_BYTES);
+            let pages = (len as u64).div_ceil(WASM_PAGE_BYTES as u64);
             let old_pages = mem.grow(&mut caller, pages)?;
-            Ok((old_pages * WASM_PAGE_BYTES) as i32)
+            Ok((old_pages * WASM_PAGE_BYTES as u64) as i32)
         },
     )?;
     linker.func_wrap("env", "munmap", |_: i32, _: i32| 0i32)?;

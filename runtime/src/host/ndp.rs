@@ -7,11 +7,11 @@ use wasmtime::{Caller, Linker};
 
 use super::guest::{guest_range, memory, on_shard, read_bytes, write_bytes};
 use crate::exec::{CallCtx, Mapping};
+use crate::limits::WASM_PAGE_BYTES;
 use crate::shard::LocalShard;
 
-const WASM_PAGE_BYTES: u64 = 65536;
 /// Object keys are short names; the store refuses longer ones too.
-const KEY_BYTES_MAX: i32 = 1024;
+const KEY_BYTES_MAX: usize = ferry_storage::limits::KEY_BYTES_MAX;
 
 pub(super) fn add(linker: &mut Linker<CallCtx>) -> Result<()> {
     linker.func_wrap_async(
@@ -63,7 +63,7 @@ fn read_key(
     key_len: i32,
     import: &str,
 ) -> Result<Vec<u8>> {
-    if !(0..=KEY_BYTES_MAX).contains(&key_len) {
+    if usize::try_from(key_len).map_or(true, |len| len > KEY_BYTES_MAX) {
         return Err(anyhow!(
             "env::{import}: key length {key_len} is outside 0..={KEY_BYTES_MAX}"
         ));
@@ -178,7 +178,7 @@ async fn get_mmap(
             "env::{IMPORT}: mapping {len} bytes of the object exceeds the memory cap of {cap} bytes"
         ));
     }
-    let pages = len.div_ceil(WASM_PAGE_BYTES) as u32;
+    let pages = len.div_ceil(WASM_PAGE_BYTES as u64) as u32;
     let addr = match reuse_mapping(caller.data_mut(), pages) {
         Some(addr) => addr,
         None => {
@@ -189,7 +189,7 @@ async fn get_mmap(
                     return Err(error);
                 }
             };
-            let addr = (old_pages * WASM_PAGE_BYTES) as u32;
+            let addr = (old_pages * WASM_PAGE_BYTES as u64) as u32;
             caller.data_mut().maps.push(Mapping {
                 addr,
                 pages,
