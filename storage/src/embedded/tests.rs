@@ -1,3 +1,6 @@
+//! Unit tests of the embedded store: sizes around block and chunk edges,
+//! offsets, overwrites, odd keys, user isolation, listing, limits.
+
 use std::future::Future;
 use std::path::PathBuf;
 use std::time::Instant;

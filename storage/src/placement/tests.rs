@@ -1,3 +1,6 @@
+//! Unit tests of placement: rendezvous spreads keys evenly, moves few when
+//! nodes come and go, answers the same whatever the node order.
+
 use super::*;
 
 fn nodes(n: usize) -> Vec<String> {
