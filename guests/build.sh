@@ -32,6 +32,17 @@ for pair in ndp:examples/ndp test:tests/test invalid:invalid; do
   done
 done
 
+# Test functions also built as a Faasm user builds them: Faasm's link flags
+# for executables (faasm/cpp faasmtools/build.py, WASM_EXE_LDFLAGS), which
+# export __wasm_call_ctors and so change what the linker puts in _start.
+faasm_ldflags=(-Wl,--stack-first -Wl,--export=__heap_base -Wl,--export=__data_end
+  -Wl,--export=free -Wl,--export=malloc -Wl,--export=__wasm_call_ctors
+  -Wl,--max-memory=4294901760 -Wl,-z,stack-size=4194304)
+for name in atexit faasm_env bigmem files state; do
+  "$cc" "${cflags[@]}" "${faasm_ldflags[@]}" "$guests/c/test/$name.c" \
+    -o "$out/tests/test/${name}_faasm.wasm"
+done
+
 # Rust: the examples crate's binaries, incrementally.
 (cd "$guests" && cargo build --quiet --release --locked --target wasm32-wasip1 --target-dir "$guests/target")
 for bin in put_rs get_rs wordcount_rs grep_rs; do

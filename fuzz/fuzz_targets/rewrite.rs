@@ -259,7 +259,11 @@ fn check_exposed(wasm: &[u8], exposed: &[u8], facts: &ModuleFacts) {
         sections(wasm, &[7]) == sections(exposed, &[7]),
         "expose changed a section other than exports"
     );
-    let ours = |name: &str| name == TABLE_EXPORT || name.starts_with(GLOBAL_EXPORT_PREFIX);
+    let ours = |name: &str| {
+        name == TABLE_EXPORT
+            || name == rewrite::exit::EXIT_EXPORT
+            || name.starts_with(GLOBAL_EXPORT_PREFIX)
+    };
     let before = exports(wasm);
     let after = exports(exposed);
     for export in before.iter().filter(|e| !ours(&e.0)) {

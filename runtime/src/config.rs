@@ -181,6 +181,9 @@ pub struct Limits {
     /// Longest one write of an answer may wait on a client that stopped
     /// reading before its connection is closed.
     pub response_write_ms_max: u64,
+    /// Not a bound: Faasm's `CAPTURE_STDOUT=on`, a call's stdout then
+    /// "\n" before its output (off by default, as in Faasm).
+    pub capture_stdout: bool,
 }
 
 /// The file's form, and the form CLI flags write into before validation.
@@ -329,6 +332,7 @@ pub struct RawLimits {
     pub node_memory_bytes_max: Option<u64>,
     pub http_buffer_bytes_max: Option<u64>,
     pub response_write_ms_max: Option<u64>,
+    pub capture_stdout: Option<bool>,
 }
 
 impl RawConfig {
@@ -664,6 +668,7 @@ impl Limits {
             node_memory_bytes_max,
             http_buffer_bytes_max,
             response_write_ms_max,
+            capture_stdout,
         } = raw;
         let memory_bytes_max = memory_bytes_max.unwrap_or(limits::MEMORY_BYTES_MAX_DEFAULT);
         if !(64 << 10..=limits::MEMORY_BYTES_MAX_CEILING).contains(&memory_bytes_max) {
@@ -722,6 +727,7 @@ impl Limits {
             node_memory_bytes_max,
             http_buffer_bytes_max,
             response_write_ms_max,
+            capture_stdout: capture_stdout.unwrap_or(false),
             offload_slots_max,
             offload_queue_max,
             offload_ms_max,

@@ -30,11 +30,14 @@ use ferry_storage::{EmbeddedStore, ObjectStore, StoreConfig};
 pub fn run(config: Config) -> Result<()> {
     let cores = topology(config.cores)?;
     check_prerequisites(cores.len())?;
-    let executor = Arc::new(Executor::new(
-        config.limits.clone(),
-        cores.len(),
-        crate::host::add_to_linker,
-    )?);
+    let executor = Arc::new(
+        Executor::new(
+            config.limits.clone(),
+            cores.len(),
+            crate::host::add_to_linker,
+        )?
+        .with_sandbox(&config.data_dir.join("faasm"))?,
+    );
     let (registry, stale) = Registry::open(config.data_dir.join("functions"), &executor)?;
     let store_config = |dir: &str| StoreConfig {
         root: config.data_dir.join(dir),

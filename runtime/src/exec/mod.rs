@@ -6,7 +6,9 @@
 //! once at upload (on a blocking thread) and loaded from their artifact by
 //! mmap; a call only instantiates an `InstancePre` from the pool.
 
+pub mod call_state;
 pub mod rewrite;
+mod sandbox;
 pub mod zygote;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -129,6 +131,8 @@ pub struct CallCtx {
     memory_share: MemoryShare,
     pub output_bytes_max: usize,
     log_bytes_max: usize,
+    /// Faasm's `CAPTURE_STDOUT`: stdout goes before the output.
+    capture_stdout: bool,
     pub maps: Vec<Mapping>,
     /// Ids of the calls this call chained, for await and for clean-up.
     pub chained: Vec<u32>,
@@ -140,6 +144,12 @@ pub struct CallCtx {
     pub funclets_here: u32,
     stdout: MemoryOutputPipe,
     stderr: MemoryOutputPipe,
+    /// The call's own directories, removed when the call's store goes.
+    _dirs: Option<sandbox::CallDirs>,
+    /// Why the call's environment could not be set up; the call fails with it.
+    setup_error: Option<String>,
+    /// The state values this call mapped and the state locks it holds.
+    pub state: call_state::CallState,
 }
 
 impl CallCtx {
@@ -209,6 +219,10 @@ impl ResourceLimiter for CallCtx {
 pub struct Executor {
     pub engine: Engine,
     linker: Linker<CallCtx>,
+    /// The calls' filesystem (sandbox.rs); None: no preopens at all.
+    sandbox: Option<sandbox::Sandbox>,
+    /// Faasm state's per-key locks, node-wide (host/state.rs).
+    state_locks: Arc<call_state::StateLocks>,
     pub limits: Limits,
     /// Linear memory every call holds, against the node's budget.
     pub memory: Arc<NodeMemory>,
@@ -256,12 +270,20 @@ impl Executor {
         Ok(Executor {
             engine,
             linker,
+            sandbox: None,
+            state_locks: Arc::default(),
             memory: Arc::new(NodeMemory {
                 held: AtomicU64::new(0),
                 max_bytes: limits.node_memory_bytes_max,
             }),
             limits,
         })
+    }
+
+    /// Gives every call the sandboxed filesystem kept under `dir`.
+    pub fn with_sandbox(mut self, dir: &std::path::Path) -> anyhow::Result<Executor> {
+        self.sandbox = Some(sandbox::Sandbox::open(dir)?);
+        Ok(self)
     }
 
     /// Compiles a module. Slow (Cranelift): call it on a blocking thread.
@@ -291,11 +313,29 @@ impl Executor {
                 .filter(|a| !a.is_empty())
                 .map(str::to_owned),
         );
-        let wasi = WasiCtxBuilder::new()
+        // Faasm's environment: its variables, stdio as terminals, its
+        // filesystem.
+        let mut builder = WasiCtxBuilder::new();
+        builder
             .args(&args)
-            .stdout(stdout.clone())
-            .stderr(stderr.clone())
-            .build_p1();
+            .envs(&sandbox::FAASM_ENV)
+            .stdout(sandbox::Terminal(stdout.clone()))
+            .stderr(sandbox::Terminal(stderr.clone()));
+        let sandbox = self
+            .sandbox
+            .as_ref()
+            .filter(|_| sandbox::uses_files(&function.module));
+        let (dirs, setup_error) = match sandbox {
+            None => (None, None),
+            Some(sandbox) => match sandbox.preopen(&spec.user, &mut builder) {
+                Ok(dirs) => (Some(dirs), None),
+                Err(error) => (
+                    None,
+                    Some(format!("setting up the call's filesystem: {error:#}")),
+                ),
+            },
+        };
+        let wasi = builder.build_p1();
         let deadline = spec.deadline;
         let ctx = CallCtx {
             wasi,
@@ -309,6 +349,7 @@ impl Executor {
             },
             output_bytes_max: self.limits.output_bytes_max,
             log_bytes_max: self.limits.log_bytes_max,
+            capture_stdout: self.limits.capture_stdout,
             maps: Vec::new(),
             chained: Vec::new(),
             host_log: String::new(),
@@ -316,6 +357,9 @@ impl Executor {
             funclets_here: 0,
             stdout,
             stderr,
+            _dirs: dirs,
+            state: call_state::CallState::new(self.state_locks.clone()),
+            setup_error,
         };
         let mut store = Store::new(&self.engine, ctx);
         store.limiter(|ctx| ctx);
@@ -350,6 +394,9 @@ impl Executor {
 }
 
 async fn run_entry(store: &mut Store<CallCtx>, function: &Function, entry: Entry) -> Result<i32> {
+    if let Some(error) = store.data().setup_error.clone() {
+        bail!("{error}");
+    }
     let instance = function
         .pre
         .instantiate_async(&mut *store)
@@ -361,6 +408,9 @@ async fn run_entry(store: &mut Store<CallCtx>, function: &Function, entry: Entry
                 .get_typed_func::<(), ()>(&mut *store, "_start")
                 .context("the module has no `_start` export of type () -> ()")?;
             start.call_async(&mut *store, ()).await?;
+            if function.facts.exports_ctors {
+                run_exit(&mut *store, &instance).await?;
+            }
             Ok(0)
         }
         Entry::TableIndex(index) => {
@@ -368,6 +418,20 @@ async fn run_entry(store: &mut Store<CallCtx>, function: &Function, entry: Entry
             call_i32(&mut *store, &func, &[]).await
         }
     }
+}
+
+/// The exit-time work `_start` skipped (exit.rs): wasi-libc's `exit(0)`
+/// runs the atexit handlers and flushes stdio, then ends the call through
+/// `proc_exit(0)`, which is return code 0. A module without a C `exit` has
+/// none of that work to do.
+async fn run_exit(store: &mut Store<CallCtx>, instance: &wasmtime::Instance) -> Result<()> {
+    let Some(exit) = instance.get_func(&mut *store, rewrite::exit::EXIT_EXPORT) else {
+        return Ok(());
+    };
+    let exit = exit
+        .typed::<i32, ()>(&*store)
+        .context("the module's `exit` must have type (i32) -> ()")?;
+    exit.call_async(&mut *store, 0).await
 }
 
 /// Table element `index` of an instance, through the export the rewrite added.
@@ -439,10 +503,23 @@ fn finish(store: Store<CallCtx>, outcome: Result<i32>, started: Instant) -> Call
         log.push_str(reason);
         log.push('\n');
     }
-    let output_set = ctx.output.is_some();
+    let mut output_set = ctx.output.is_some();
+    let mut output = ctx.output.unwrap_or_default();
+    let stdout = ctx.stdout.contents();
+    if ctx.capture_stdout && !stdout.is_empty() {
+        // As Faasm: stdout, "\n", then the output, or for a failed call
+        // the text it would have answered.
+        let tail = if output_set || return_code == 0 {
+            output
+        } else {
+            format!("Call failed (return value={return_code})").into_bytes()
+        };
+        output = [&stdout[..], b"\n", &tail[..]].concat();
+        output_set = true;
+    }
     CallResult {
         return_code,
-        output: ctx.output.unwrap_or_default(),
+        output,
         output_set,
         log,
         failure,

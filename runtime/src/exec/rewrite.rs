@@ -18,6 +18,11 @@ use wasm_encoder::{
 };
 use wasmparser::{DataKind, ExternalKind, Parser, Payload, TypeRef, ValType, Validator};
 
+// A child of this file's module, so the fuzz target that compiles this
+// file alone (fuzz/fuzz_targets/rewrite.rs) gets it too.
+#[path = "exit.rs"]
+pub mod exit;
+
 /// Export name of the module's table 0.
 pub const TABLE_EXPORT: &str = "__ferry_table";
 /// Export name prefix of mutable globals: `__ferry_global_<index>`.
@@ -140,7 +145,10 @@ pub fn expose(wasm: &[u8]) -> Result<(Vec<u8>, ModuleFacts)> {
 
     let mut exports = ExportSection::new();
     for (name, kind, index) in &existing_exports {
-        if name == TABLE_EXPORT || name.starts_with(GLOBAL_EXPORT_PREFIX) {
+        if name == TABLE_EXPORT
+            || name == exit::EXIT_EXPORT
+            || name.starts_with(GLOBAL_EXPORT_PREFIX)
+        {
             continue; // a module uploaded twice keeps one set of our exports
         }
         exports.export(name, *kind, *index);
@@ -154,6 +162,12 @@ pub fn expose(wasm: &[u8]) -> Result<(Vec<u8>, ModuleFacts)> {
             ExportKind::Global,
             *index,
         );
+    }
+
+    // The C library's `exit`, for the exit-time work of modules whose
+    // `_start` skips it (exit.rs).
+    if let Some(index) = exit::find_exit(wasm)? {
+        exports.export(exit::EXIT_EXPORT, ExportKind::Func, index);
     }
 
     let mut out = wasm_encoder::Module::new();

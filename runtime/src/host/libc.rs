@@ -5,9 +5,10 @@
 use wasmtime::{bail, Result};
 use wasmtime::{Caller, Linker};
 
-use super::guest::{memory, write_bytes};
+use super::guest::{memory, on_shard, write_bytes};
 use crate::exec::CallCtx;
 use crate::limits::WASM_PAGE_BYTES;
+use wasmtime_wasi::p1::{self, wasi_snapshot_preview1::WasiSnapshotPreview1};
 
 /// The identities Faasm reports to guests.
 const FAKE_PID: i32 = 23;
@@ -68,7 +69,6 @@ pub(super) fn add(linker: &mut Linker<CallCtx>) -> Result<()> {
     ] {
         linker.func_wrap("env", name, |_: i32| {})?;
     }
-    linker.func_wrap("env", "__faasm_conf_flag", |_: i32| 0i32)?;
     for name in ["exit", "_Exit"] {
         linker.func_wrap("env", name, |code: i32| -> Result<()> {
             Err(wasmtime_wasi::I32Exit(code).into())
@@ -106,26 +106,78 @@ pub(super) fn add(linker: &mut Linker<CallCtx>) -> Result<()> {
             Ok(old as i32)
         },
     )?;
-    linker.func_wrap(
+    linker.func_wrap_async(
         "env",
         "mmap",
         |mut caller: Caller<'_, CallCtx>,
-         _addr: i32,
-         len: i32,
-         _prot: i32,
-         _flags: i32,
-         fd: i32,
-         _off: i64|
-         -> Result<i32> {
-            if fd != -1 || len <= 0 {
-                return Ok(-1); // MAP_FAILED: only anonymous mappings are emulated
-            }
-            let mem = memory(&mut caller, "mmap")?;
-            let pages = (len as u64).div_ceil(WASM_PAGE_BYTES as u64);
-            let old_pages = mem.grow(&mut caller, pages)?;
-            Ok((old_pages * WASM_PAGE_BYTES as u64) as i32)
+         (_addr, len, _prot, _flags, fd, off): (i32, i32, i32, i32, i32, i64)| {
+            on_shard(async move {
+                if len <= 0 {
+                    return Ok(-1); // MAP_FAILED
+                }
+                if fd == -1 {
+                    let mem = memory(&mut caller, "mmap")?;
+                    let pages = (len as u64).div_ceil(WASM_PAGE_BYTES as u64);
+                    let old_pages = mem.grow(&mut caller, pages)?;
+                    return Ok((old_pages * WASM_PAGE_BYTES as u64) as i32);
+                }
+                map_file(&mut caller, len as u32, fd, off).await
+            })
         },
     )?;
     linker.func_wrap("env", "munmap", |_: i32, _: i32| 0i32)?;
     Ok(())
+}
+
+/// A file-backed mapping, as Faasm's `mmapFile`: fresh pages at the end of
+/// linear memory hold `len` bytes of the file from `off` (zeros past its
+/// end); a private copy, so writes to them do not reach the file. The bytes
+/// come through WASI's own `fd_pread`, so the descriptor's rights and the
+/// sandbox apply as to any read. MAP_FAILED (-1) when the read fails.
+async fn map_file(caller: &mut Caller<'_, CallCtx>, len: u32, fd: i32, off: i64) -> Result<i32> {
+    const IMPORT: &str = "mmap";
+    /// An iovec (buf, len), in the mapping's last page, past the bytes.
+    const SCRATCH_BYTES: u64 = 8;
+    if off < 0 {
+        return Ok(-1);
+    }
+    let mem = memory(caller, IMPORT)?;
+    let page = WASM_PAGE_BYTES as u64;
+    let pages = (u64::from(len) + SCRATCH_BYTES).div_ceil(page);
+    let start = mem.grow(&mut *caller, pages)? * page;
+    let scratch = start + pages * page - SCRATCH_BYTES;
+    // Guest pointers are u32 offsets handed over as i32 bits.
+    let (start32, scratch32) = (start as u32 as i32, scratch as u32);
+    // Reads until the mapping is full or the file ends (a read may return
+    // less than asked).
+    let mut done = 0u32;
+    while done < len {
+        let mut iovec = [0u8; 8];
+        iovec[..4].copy_from_slice(&(start as u32 + done).to_le_bytes());
+        iovec[4..].copy_from_slice(&(len - done).to_le_bytes());
+        write_bytes(caller, scratch32 as i32, &iovec, IMPORT)?;
+        // wasmtime-wasi's p1 implementation, called as the guest's own
+        // `fd_pread` would be (a host function called from the host has
+        // no caller instance, hence no memory to hand it).
+        let (data, ctx) = mem.data_and_store_mut(&mut *caller);
+        let mut guest = wiggle::GuestMemory::Unshared(data);
+        let read = WasiSnapshotPreview1::fd_pread(
+            &mut ctx.wasi,
+            &mut guest,
+            p1::types::Fd::from(fd as u32),
+            wiggle::GuestPtr::new((scratch32, 1)),
+            off as u64 + u64::from(done),
+        )
+        .await;
+        match read {
+            Ok(0) => break,
+            Ok(n) => done += n.min(len - done),
+            Err(_) => {
+                write_bytes(caller, scratch32 as i32, &[0u8; 8], IMPORT)?;
+                return Ok(-1);
+            }
+        }
+    }
+    write_bytes(caller, scratch32 as i32, &[0u8; 8], IMPORT)?;
+    Ok(start32)
 }

@@ -7,11 +7,13 @@
 //! call with a message naming the import.
 
 mod chain;
+mod env;
 #[doc(hidden)]
 pub mod guest; // public for the fuzz target only
 mod io;
 mod libc;
 mod ndp;
+mod state;
 
 use wasmtime::{Linker, Result};
 
@@ -22,5 +24,7 @@ pub fn add_to_linker(linker: &mut Linker<CallCtx>) -> Result<()> {
     chain::add(linker)?;
     ndp::add(linker)?;
     libc::add(linker)?;
+    env::add(linker)?;
+    state::add(linker)?;
     Ok(())
 }
