@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Peak RSS of a ferry node under memory-abuse inputs.
 
-Starts `ferry up` (1 shard, node_memory_bytes_max 2 GiB, the test functions
-loaded) and drives, one after another, the inputs that once took a node's
-memory with them; after each it prints the node's peak RSS (VmHWM) and
+Starts `ferry up` (1 shard, memory_bytes_max 1 GiB, node_memory_bytes_max
+2 GiB, the test functions loaded) and drives, one after another, the inputs
+that once took a node's memory with them; after each it prints the node's peak RSS (VmHWM) and
 what the node answered:
 
   - 8 asynchronous calls each returning a 16 MiB output, kept for polling;
@@ -60,7 +60,7 @@ def main():
     scratch = tempfile.mkdtemp(prefix="ferry-abuse-")
     config = os.path.join(scratch, "ferry.toml")
     with open(config, "w") as f:
-        f.write("[limits]\nnode_memory_bytes_max = 2147483648\n")
+        f.write("[limits]\nmemory_bytes_max = 1073741824\nnode_memory_bytes_max = 2147483648\n")
     ready = os.path.join(scratch, "ready")
     node = subprocess.Popen(
         [args.ferry, "up", "--config", config, "--cores", "1", "--data",
