@@ -4,7 +4,11 @@
 #      node, then ferry-bench plot of both runs; the result files must
 #      exist, each JSON must say count > 0 and errors == 0, the node's CPU
 #      seconds must have been read, and the plot must be an SVG with both runs.
-#   2. deploy/local/netns.sh up with 1 storage and 1 compute node at 10gbit,
+#   2. bench/scenarios/invoke.sh, half a second per point: ferry, the floor
+#      (ferry-bench floor) and, when it can be had, wasmtime serve, each
+#      pinned to CPU 0; every run must be free of errors and have read the
+#      server's CPU time, and the table must be written.
+#   3. deploy/local/netns.sh up with 1 storage and 1 compute node at 10gbit,
 #      a closed-loop run from the load generator's namespace whose calls'
 #      funclets are offloaded to the storage node (the compute node's
 #      ferry_offloads_total{result="accepted"} must move), then down: no
@@ -80,7 +84,7 @@ with open(sys.argv[1], "w") as f:
 EOF
 
 "$bench" --help >/dev/null || fail "ferry-bench --help"
-for command in run sweep plot cold transport; do
+for command in run sweep plot cold transport floor; do
   "$bench" "$command" --help >/dev/null || fail "ferry-bench $command --help"
 done
 
@@ -130,6 +134,33 @@ for label in closed open; do
 done
 kill -TERM "$node_pid" && wait "$node_pid" 2>/dev/null || true
 node_pid=
+
+echo "== bench/scenarios/invoke.sh: ferry, the floor, wasmtime serve"
+bash "$root/bench/scenarios/invoke.sh" --duration 0.5 --warmup 0.2 --rounds 1 --no-build \
+  --out "$out/invoke" >"$work/invoke.log" 2>&1 || { tail -30 "$work/invoke.log" >&2; fail "invoke.sh failed"; }
+python3 - "$out/invoke" <<'EOF' || fail "invoke.sh's results: see above"
+import json, os, sys
+out = sys.argv[1]
+result = json.load(open(os.path.join(out, "invoke.json")))
+servers = result["servers"]
+problems = [f"{name} did not run" for name in ("ferry", "floor") if name not in servers]
+for name, s in servers.items():
+    if s["errors"] != 0:
+        problems.append(f"{name}: {s['errors']} errors")
+    if not (s["max_calls_per_s"] or 0) > 0 or not (s["half_calls_per_s"] or 0) > 0:
+        problems.append(f"{name}: no calls answered")
+    if not (s["max_cpu_us_per_call"] or 0) > 0:
+        problems.append(f"{name}: the server's CPU time was not read")
+if "ferry/floor" not in result["ratios"]:
+    problems.append("no ferry/floor ratio")
+if not os.path.getsize(os.path.join(out, "table.md")):
+    problems.append("table.md is empty")
+if problems:
+    sys.exit("invoke.sh: " + "; ".join(problems))
+missing = result["context"].get("wasmtime_missing")
+print("invoke.sh: " + ", ".join(f"{n} {s['max_calls_per_s']:.0f} calls/s" for n, s in servers.items())
+      + (f" (wasmtime left out: {missing})" if missing else ""))
+EOF
 
 echo "== deploy/local/netns.sh: 1 storage, 1 compute, 10gbit"
 cluster=$work/netns

@@ -1,10 +1,12 @@
 //! `ferry-bench`: the command line of ferry's benchmark tools. Load against
 //! a node's invocation API (`run`, `sweep`, `cold`), plots of what those
-//! wrote (`plot`), and the transport's own round-trip and throughput
-//! benchmark (`transport`). Each subcommand lives in its own module; this
-//! file parses arguments and hands over.
+//! wrote (`plot`), the transport's own round-trip and throughput
+//! benchmark (`transport`), and the floor of an HTTP call, a bare hyper
+//! server that runs no wasm (`floor`). Each subcommand lives in its own
+//! module; this file parses arguments and hands over.
 
 mod cold;
+mod floor;
 mod load;
 mod plot;
 mod report;
@@ -34,14 +36,16 @@ use clap::{Args, Parser, Subcommand};
         and LABEL.txt (the same as a table, also printed). `plot` draws latency \
         percentile curves, or latency against rate for sweeps, from those directories \
         into one SVG. `cold` measures first calls after upload; `transport` benchmarks \
-        the node-to-node transport on loopback.",
+        the node-to-node transport on loopback; `floor` serves a bare HTTP/1.1 200 on \
+        one thread, the baseline a no-op call is compared with.",
     after_help = "Examples:\n  \
         ferry-bench run --user test --function noop --concurrency 4 --duration 10 --out results --label noop-c4\n  \
         ferry-bench run --user test --function noop --rate 1000 --duration 10 --out results --label noop-r1000\n  \
         ferry-bench sweep --user ndp --function wordcount --input key --rates 1,10,30,100 --duration 10 --out results/wc --label ndp\n  \
         ferry-bench plot results/wc results/wc-forbid --out wc.svg\n  \
         ferry-bench cold --user test --function noop --wasm guests/out/tests/test/noop.wasm --calls 200 --out results\n  \
-        ferry-bench transport --out target/transport-bench"
+        ferry-bench transport --out target/transport-bench\n  \
+        taskset -c 0 ferry-bench floor --port 8090 &  ferry-bench run --url http://127.0.0.1:8090 --user test --function noop --concurrency 16 --duration 5 --out results --label floor"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -60,6 +64,9 @@ enum Command {
     Cold(cold::ColdArgs),
     /// The node-to-node transport on loopback: small round trips and a large payload.
     Transport(transport::TransportArgs),
+    /// A bare hyper HTTP/1.1 server on one thread answering 200 to any
+    /// request: the floor a no-op call is measured against. Runs until killed.
+    Floor(floor::FloorArgs),
 }
 
 /// What every load run needs: where, which function, what input, how long,
@@ -206,6 +213,7 @@ fn main() -> Result<()> {
         Command::Plot(args) => plot::plot(&args),
         Command::Cold(args) => cold::cold(&args),
         Command::Transport(args) => transport::run(&args),
+        Command::Floor(args) => floor::run(&args),
     }
 }
 
