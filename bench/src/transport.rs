@@ -47,6 +47,11 @@ pub struct TransportArgs {
     /// Directory for rtt.hlog and summary.txt.
     #[arg(long, default_value = "target/transport-bench")]
     out: PathBuf,
+    /// Microseconds each executor spins for work before it parks (glommio's
+    /// spin_before_park; a node's `spin_us`). 0: park at once, as a node
+    /// does by default.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=10_000))]
+    spin_us: u64,
 }
 
 /// What the client shard measured.
@@ -64,8 +69,10 @@ pub fn run(options: &TransportArgs) -> anyhow::Result<()> {
     let (addr_tx, addr_rx) = mpsc::channel::<SocketAddr>();
 
     let server_stop = stop.clone();
+    let spin = Duration::from_micros(options.spin_us);
     let server = LocalExecutorBuilder::new(Placement::Fixed(options.server_core))
         .name("bench-server")
+        .spin_before_park(spin)
         .spawn(move || async move {
             let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
                 .map_err(std::io::Error::from)
@@ -99,6 +106,7 @@ pub fn run(options: &TransportArgs) -> anyhow::Result<()> {
     let client_options = (options.rtt_requests, options.payload_rounds, payload_mib);
     let client = LocalExecutorBuilder::new(Placement::Fixed(options.client_core))
         .name("bench-client")
+        .spin_before_park(spin)
         .spawn(move || async move { measure(addr, client_options).await })
         .map_err(std::io::Error::from)
         .context("starting the client shard")?;
@@ -194,8 +202,8 @@ fn report(options: &TransportArgs, measured: &Measured) -> anyhow::Result<()> {
     let mut summary = String::new();
     writeln!(
         summary,
-        "ferry-bench transport: loopback TCP, server on core {}, client on core {}",
-        options.server_core, options.client_core
+        "ferry-bench transport: loopback TCP, server on core {}, client on core {}, executors spin {} us before parking",
+        options.server_core, options.client_core, options.spin_us
     )?;
     writeln!(
         summary,

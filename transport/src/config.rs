@@ -21,7 +21,11 @@ pub struct TransportConfig {
     /// (`auth.rs`); None: connections are not authenticated.
     pub secret: Option<ClusterSecret>,
     pub frame_bytes_max: u32,
+    /// A frame being read fails when none of its bytes has arrived for this
+    /// long (a stall, not the whole frame's time; `limits.rs`).
     pub frame_read_ms_max: u64,
+    /// A frame being written fails when none of its bytes has left for this
+    /// long.
     pub frame_write_ms_max: u64,
     pub requests_in_flight_max: usize,
     pub connections_per_peer_max: usize,

@@ -18,15 +18,19 @@
 //! `frame_bytes_max`, before it allocates the payload; a header that fails
 //! ends the connection (the stream can no longer be trusted to be in step).
 
+use std::future::Future;
 use std::io;
-use std::time::Duration;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use glommio::timer::Timer;
 
 use crate::codec::{self, Encoded};
 use crate::error::TransportError;
-use crate::limits::{FRAME_COALESCE_BYTES_MAX, FRAME_HEADER_BYTES};
+use crate::limits::{FRAME_COALESCE_BYTES_MAX, FRAME_HEADER_BYTES, FRAME_PROGRESS_TICK_MS};
 use crate::message::{Message, MessageKind};
 
 pub const FRAME_MAGIC: [u8; 4] = *b"FRRY";
@@ -161,8 +165,8 @@ impl Frame {
         let frame = OutgoingFrame::new(correlation_id, flags, message, frame_bytes_max)?;
         let mut out = Vec::with_capacity(frame.frame_bytes());
         out.extend_from_slice(&frame.prefix());
-        for segment in frame.encoded.segments().iter() {
-            out.extend_from_slice(segment);
+        for segment in frame.encoded.segments_filled() {
+            out.extend_from_slice(&segment);
         }
         Ok(out)
     }
@@ -248,7 +252,14 @@ impl OutgoingFrame {
         let segments = self.encoded.segments();
         let count = segments.len();
         let table_words = (count / 2) + 1;
-        let mut prefix = Vec::with_capacity(FRAME_HEADER_BYTES + table_words * 8);
+        // A small frame's segments are appended to the prefix and sent in
+        // one write: room for them now saves a reallocation per frame.
+        let capacity = if self.frame_bytes() <= FRAME_COALESCE_BYTES_MAX {
+            self.frame_bytes()
+        } else {
+            FRAME_HEADER_BYTES + table_words * 8
+        };
+        let mut prefix = Vec::with_capacity(capacity);
         prefix.extend_from_slice(&self.header.to_bytes());
         // Segment count minus one, then each segment's length in words,
         // padded to a whole word.
@@ -264,7 +275,12 @@ impl OutgoingFrame {
 
     /// Writes the frame. Small frames go out in one write; big ones as the
     /// prefix and then each segment, straight from the message's memory.
-    pub(crate) async fn write_to<W: AsyncWrite + Unpin>(&self, out: &mut W) -> io::Result<()> {
+    /// Fails when none of its bytes leaves for `stall_limit`.
+    pub(crate) async fn write_to<W: AsyncWrite + Unpin>(
+        &self,
+        out: &mut W,
+        stall_limit: Duration,
+    ) -> Result<(), TransportError> {
         let mut prefix = self.prefix();
         debug_assert_eq!(
             prefix.len() - FRAME_HEADER_BYTES
@@ -276,28 +292,46 @@ impl OutgoingFrame {
                     .sum::<usize>(),
             self.header.payload_bytes as usize
         );
+        let mut progress = Progress::new(stall_limit);
         if self.frame_bytes() <= FRAME_COALESCE_BYTES_MAX {
+            // Frames this small have no holes (HOLE_BYTES_MIN in codec.rs).
+            debug_assert!(self.encoded.holes().is_empty());
             for segment in self.encoded.segments().iter() {
                 prefix.extend_from_slice(segment);
             }
-            out.write_all(&prefix).await?;
+            write_full(out, &prefix, &mut progress).await?;
         } else {
-            out.write_all(&prefix).await?;
-            for segment in self.encoded.segments().iter() {
-                out.write_all(segment).await?;
+            write_full(out, &prefix, &mut progress).await?;
+            let holes = self.encoded.holes();
+            let mut next_hole = 0;
+            for (i, segment) in self.encoded.segments().iter().enumerate() {
+                // The segment's own bytes around its holes, the holes' bytes
+                // from the message's memory.
+                let mut at = 0;
+                while let Some(hole) = holes.get(next_hole).filter(|hole| hole.segment == i) {
+                    write_full(out, &segment[at..hole.offset], &mut progress).await?;
+                    write_full(out, &hole.data, &mut progress).await?;
+                    at = hole.offset + hole.data.len();
+                    next_hole += 1;
+                }
+                write_full(out, &segment[at..], &mut progress).await?;
             }
+            debug_assert_eq!(next_hole, holes.len());
         }
-        out.flush().await
+        out.flush()
+            .await
+            .map_err(|error| stream_error("writing a frame", error))
     }
 }
 
 /// Reads one frame. Waits as long as it takes for a header (an idle
-/// connection is fine); once the header is in, the payload must arrive within
-/// `payload_timeout`.
+/// connection is fine); once the header is in, the rest of the frame must
+/// keep arriving: the connection fails when no byte of it has come for
+/// `stall_limit`, however long the whole frame takes.
 pub(crate) async fn read_frame<R: AsyncRead + Unpin>(
     input: &mut R,
     frame_bytes_max: u32,
-    payload_timeout: Duration,
+    stall_limit: Duration,
 ) -> Result<Frame, TransportError> {
     let mut head = [0u8; FRAME_HEADER_BYTES];
     let first = input
@@ -308,18 +342,23 @@ pub(crate) async fn read_frame<R: AsyncRead + Unpin>(
         return Err(TransportError::PeerClosed);
     }
     if first < head.len() {
-        // A header split across packets: the rest is due at once, like the
-        // payload.
-        with_timeout(payload_timeout, "reading frame header", async {
-            input.read_exact(&mut head[first..]).await
-        })
+        // A header split across packets: the rest is due like the payload.
+        read_full(
+            input,
+            &mut head[first..],
+            stall_limit,
+            "reading frame header",
+        )
         .await?;
     }
     let header = FrameHeader::parse(&head, frame_bytes_max)?;
     let mut buffer = AlignedBuf::for_payload(header.payload_bytes as usize);
-    with_timeout(payload_timeout, "reading frame payload", async {
-        input.read_exact(buffer.as_mut_bytes()).await
-    })
+    read_full(
+        input,
+        buffer.as_mut_bytes(),
+        stall_limit,
+        "reading frame payload",
+    )
     .await?;
     Ok(Frame {
         header,
@@ -327,32 +366,142 @@ pub(crate) async fn read_frame<R: AsyncRead + Unpin>(
     })
 }
 
-async fn with_timeout<T>(
+/// Watches one frame's bytes while its I/O waits. A frame fails only when
+/// no byte of it has moved for `limit`: a slow but steady peer (a 16 MiB
+/// frame at 1 MB/s takes 16 s) is fine, a stopped one is not.
+///
+/// While the I/O waits, a tick every [`FRAME_PROGRESS_TICK_MS`] polls it
+/// again whether or not its readiness was signalled. glommio 0.9 can leave
+/// a shard asleep with a readiness poll not yet seen (observed: a storage
+/// shard asleep in `io_uring_enter` with 1.3 MB unread in the socket until
+/// an unrelated timer fired 10 s later); the tick bounds that wait to one
+/// tick. The tick is armed only once the I/O has had to wait, so a frame
+/// that arrives or leaves in one go costs no timer.
+struct Progress {
     limit: Duration,
-    op: &'static str,
-    work: impl std::future::Future<Output = io::Result<T>>,
-) -> Result<T, TransportError> {
-    let stalled = async {
-        glommio::timer::sleep(limit).await;
-        Err(io::Error::new(
-            io::ErrorKind::TimedOut,
-            format!("stalled for {} ms", limit.as_millis()),
-        ))
-    };
-    futures_lite::future::or(work, stalled)
-        .await
-        .map_err(|error| stream_error(op, error))
+    last_moved: Instant,
+    tick: Option<Timer>,
 }
 
-/// Writes queued frames, each whole and within `limit`, until every sender
-/// is gone. An error ends the loop: the stream is no longer in step.
+impl Progress {
+    fn new(limit: Duration) -> Progress {
+        Progress {
+            limit,
+            last_moved: Instant::now(),
+            tick: None,
+        }
+    }
+
+    fn moved(&mut self) {
+        self.last_moved = Instant::now();
+    }
+
+    /// Called after the I/O returned `Pending`. `Ready(Ok)`: the tick fired
+    /// and bytes moved within the limit, so poll the I/O again; `Ready(Err)`:
+    /// nothing moved for the limit.
+    fn poll_tick(
+        &mut self,
+        cx: &mut Context<'_>,
+        op: &'static str,
+    ) -> Poll<Result<(), TransportError>> {
+        let tick = self.tick.get_or_insert_with(|| Timer::new(PROGRESS_TICK));
+        if Pin::new(&mut *tick).poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        let idle = self.last_moved.elapsed();
+        if idle >= self.limit {
+            return Poll::Ready(Err(stream_error(
+                op,
+                io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("stalled: no byte moved for {} ms", idle.as_millis()),
+                ),
+            )));
+        }
+        tick.reset(PROGRESS_TICK);
+        Poll::Ready(Ok(()))
+    }
+}
+
+const PROGRESS_TICK: Duration = Duration::from_millis(FRAME_PROGRESS_TICK_MS);
+
+/// Fills `buf` from `input`, failing when nothing arrives for `stall_limit`.
+async fn read_full<R: AsyncRead + Unpin>(
+    input: &mut R,
+    buf: &mut [u8],
+    stall_limit: Duration,
+    op: &'static str,
+) -> Result<(), TransportError> {
+    let mut filled = 0;
+    let mut progress = Progress::new(stall_limit);
+    std::future::poll_fn(|cx| loop {
+        while filled < buf.len() {
+            match Pin::new(&mut *input).poll_read(cx, &mut buf[filled..]) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(TransportError::PeerClosed)),
+                Poll::Ready(Ok(read)) => {
+                    filled += read;
+                    progress.moved();
+                }
+                Poll::Ready(Err(error)) if error.kind() == io::ErrorKind::Interrupted => {}
+                Poll::Ready(Err(error)) => return Poll::Ready(Err(stream_error(op, error))),
+                Poll::Pending => break,
+            }
+        }
+        if filled == buf.len() {
+            return Poll::Ready(Ok(()));
+        }
+        match progress.poll_tick(cx, op) {
+            Poll::Ready(Ok(())) => {} // look at the socket again
+            Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
+            Poll::Pending => return Poll::Pending,
+        }
+    })
+    .await
+}
+
+/// Writes all of `buf` to `out`, with `progress` watching for a stall.
+async fn write_full<W: AsyncWrite + Unpin>(
+    out: &mut W,
+    buf: &[u8],
+    progress: &mut Progress,
+) -> Result<(), TransportError> {
+    const OP: &str = "writing a frame";
+    let mut written = 0;
+    std::future::poll_fn(|cx| loop {
+        while written < buf.len() {
+            match Pin::new(&mut *out).poll_write(cx, &buf[written..]) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(TransportError::PeerClosed)),
+                Poll::Ready(Ok(sent)) => {
+                    written += sent;
+                    progress.moved();
+                }
+                Poll::Ready(Err(error)) if error.kind() == io::ErrorKind::Interrupted => {}
+                Poll::Ready(Err(error)) => return Poll::Ready(Err(stream_error(OP, error))),
+                Poll::Pending => break,
+            }
+        }
+        if written == buf.len() {
+            return Poll::Ready(Ok(()));
+        }
+        match progress.poll_tick(cx, OP) {
+            Poll::Ready(Ok(())) => {}
+            Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
+            Poll::Pending => return Poll::Pending,
+        }
+    })
+    .await
+}
+
+/// Writes queued frames, each whole, until every sender is gone; a frame
+/// fails when none of its bytes leaves for `stall_limit`. An error ends the
+/// loop: the stream is no longer in step.
 pub(crate) async fn write_frames<W: AsyncWrite + Unpin>(
     mut output: W,
     frames: glommio::channels::local_channel::LocalReceiver<OutgoingFrame>,
-    limit: Duration,
+    stall_limit: Duration,
 ) -> Result<(), TransportError> {
     while let Some(frame) = frames.recv().await {
-        with_timeout(limit, "writing a frame", frame.write_to(&mut output)).await?;
+        frame.write_to(&mut output, stall_limit).await?;
     }
     Ok(())
 }

@@ -19,14 +19,23 @@ pub const FRAME_BYTES_MAX: u32 = 128 << 20;
 /// with one send; bigger ones go out as header, then payload, without the copy.
 pub const FRAME_COALESCE_BYTES_MAX: usize = 64 << 10;
 
-/// Once a frame's header has arrived, its payload must follow within this
-/// time or the connection is closed (a peer that stalls mid-frame). A full
-/// frame needs ~110 ms at 10GbE.
+/// Once a frame's header has arrived, the rest must keep coming: when no
+/// byte of it has arrived for this long the connection is closed (a peer
+/// that stalls mid-frame). It bounds a pause, not the whole frame: a full
+/// frame needs ~110 ms at 10GbE but 16 s at 64 Mbit/s, and both are fine.
 pub const FRAME_READ_MS_MAX: u64 = 10_000;
 
-/// Writing one frame may take this long before the connection is declared
-/// stuck (a peer that stopped reading) and closed.
+/// When no byte of a frame being written has left for this long, the
+/// connection is declared stuck (a peer that stopped reading) and closed.
 pub const FRAME_WRITE_MS_MAX: u64 = 10_000;
+
+/// While a frame's read or write waits, it is polled again this often even
+/// without a readiness signal (see `frame.rs`, `Progress`): a lost wake-up
+/// costs at most this long, and a 64 MiB frame at 1 GB/s (~65 ms) a few
+/// timer wake-ups.
+pub const FRAME_PROGRESS_TICK_MS: u64 = 20;
+const _: () = assert!(FRAME_PROGRESS_TICK_MS * 10 <= FRAME_READ_MS_MAX);
+const _: () = assert!(FRAME_PROGRESS_TICK_MS * 10 <= FRAME_WRITE_MS_MAX);
 
 /// Requests waiting for an answer on one connection (client side), and
 /// requests being handled at once per connection (server side). Beyond it
