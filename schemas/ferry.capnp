@@ -16,7 +16,10 @@
 
 # 2: ModuleUpload, ModuleStored, ObjectList, ObjectListing, ObjectDelete,
 # ObjectDeleted (frame kinds 12 to 17), which version 1 nodes cannot read.
-const protocolVersion :UInt32 = 2;
+# 3: `store` in ObjectRead, ObjectWrite, ObjectList and ObjectDelete. A
+# version 2 node would read a state request as one for objects, so the
+# version rises and such a peer is refused.
+const protocolVersion :UInt32 = 3;
 
 # Bits of Hello.capabilities.
 const capabilityRdma :UInt64 = 1;     # this node has an RDMA device and offers a queue pair
@@ -123,6 +126,13 @@ struct ObjectRead {
   key @1 :Data;
   offset @2 :UInt64;
   lenMax @3 :UInt64;
+  store @4 :Store;             # version 3; absent (objects) before
+}
+
+# Which of a storage node's two stores an object request addresses.
+enum Store {
+  objects @0;                  # the objects of /o/ and the NDP imports
+  state @1;                    # Faasm's state values (/s/, __faasm_*_state)
 }
 
 struct ObjectData {
@@ -144,6 +154,7 @@ struct ObjectWrite {
   offset @3 :UInt64;           # where `data` goes in the object
   totalBytes @4 :UInt64;       # the whole object's size
   writeId @5 :UInt64;          # names the stream (0 for a one-message write)
+  store @6 :Store;             # version 3; absent (objects) before
 }
 
 struct ObjectWritten {
@@ -184,6 +195,7 @@ struct ModuleStored {
 # Asks for the keys and sizes of a user's objects.
 struct ObjectList {
   user @0 :Text;
+  store @1 :Store;             # version 3; absent (objects) before
 }
 
 struct ObjectListing {
@@ -199,6 +211,7 @@ struct ObjectEntry {
 struct ObjectDelete {
   user @0 :Text;
   key @1 :Data;
+  store @2 :Store;             # version 3; absent (objects) before
 }
 
 struct ObjectDeleted {

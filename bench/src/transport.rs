@@ -158,6 +158,7 @@ async fn measure(
         offset: 0,
         total_bytes: data.len() as u64,
         write_id: 0,
+        store: ferry_transport::Store::Objects,
     };
     connection.request(&write, timeout).await?; // warm-up
     let mut payload_ns = Vec::new();

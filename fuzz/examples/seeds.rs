@@ -168,6 +168,7 @@ fn small(message: Message) -> Message {
             offset,
             total_bytes,
             write_id,
+            store,
         } => Message::ObjectWrite {
             user,
             key,
@@ -175,6 +176,7 @@ fn small(message: Message) -> Message {
             offset,
             total_bytes,
             write_id,
+            store,
         },
         Message::Module(mut module) => {
             module.wasm = Bytes::copy_from_slice(&module.wasm[..module.wasm.len().min(64)]);

@@ -20,7 +20,6 @@ use crate::invocation::{AsyncCalls, CallIds};
 use crate::limits;
 use crate::machine::{check_prerequisites, topology, Core};
 use crate::metrics::Metrics;
-use crate::objects::Objects;
 use crate::registry::Registry;
 use crate::shard::{LocalShard, NodeShared};
 use crate::stores::{objects_plan, ObjectsPlan};
@@ -223,14 +222,14 @@ fn spawn_shard(
         .blocking_thread_pool_placement(PoolPlacement::Unbound(1))
         .spawn(move || async move {
             let _tokio = node.tokio.enter();
-            let objects = match objects.for_shard(&node, id) {
-                Ok(objects) => objects,
+            let (objects, state) = match objects.for_shard(&node, id, state) {
+                Ok(stores) => stores,
                 Err(error) => {
                     let _ = bound.send(Err(error));
                     return;
                 }
             };
-            let shard = match LocalShard::install(id, node.clone(), objects, Objects::Local(state)) {
+            let shard = match LocalShard::install(id, node.clone(), objects, state) {
                 Ok(shard) => shard,
                 Err(error) => {
                     let _ = bound.send(Err(error));

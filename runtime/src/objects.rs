@@ -5,7 +5,10 @@
 //! On a compute node of an embedded-store cluster, every operation goes to
 //! the storage node `Placement` names, over the transport: reads of up to
 //! 16 MiB a request (the first brings the object's size), writes in one
-//! message or streamed in 16 MiB chunks, listings and deletes.
+//! message or streamed in 16 MiB chunks, listings and deletes. A shard
+//! has two such doors, one to the objects and one to Faasm's state; on a
+//! compute node both go to the same storage node for (user, key), and each
+//! request names which of that node's stores it addresses.
 
 use std::time::Duration;
 
@@ -13,7 +16,7 @@ use bytes::Bytes;
 
 use crate::config::PeerNode;
 use ferry_storage::{LocalPlacement, ObjectInfo, ObjectStore, StorageError};
-use ferry_transport::{Message, PeerPool, TransportError};
+use ferry_transport::{Message, PeerPool, Store, TransportError};
 
 /// What an object operation can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -43,11 +46,15 @@ pub enum Objects {
 pub struct RemoteObjects {
     pub nodes: Vec<PeerNode>,
     pub placement: LocalPlacement,
-    /// This shard's transport connections.
-    pub pool: PeerPool,
-    /// Names this shard's streamed writes; seeded per node and shard so
-    /// two senders never share one at a storage node.
-    pub next_write_id: std::cell::Cell<u64>,
+    /// This shard's transport connections (its object and state handles
+    /// share them).
+    pub pool: std::rc::Rc<PeerPool>,
+    /// Names this shard's streamed writes, to objects and state alike;
+    /// seeded per node and shard so two senders never share one at a
+    /// storage node.
+    pub next_write_id: std::rc::Rc<std::cell::Cell<u64>>,
+    /// Which store of the storage node every request addresses.
+    pub store: Store,
 }
 
 use crate::limits::{PEER_CHUNK_BYTES_MAX, PEER_REQUEST_MS_MAX};
@@ -166,6 +173,7 @@ impl Objects {
                 let message = Message::ObjectDelete {
                     user: user.to_owned(),
                     key: key.to_vec(),
+                    store: remote.store,
                 };
                 match remote.request(user, key, &message).await? {
                     Message::ObjectDeleted { found } => Ok(found),
@@ -182,6 +190,7 @@ impl Objects {
                 let mut all = Vec::new();
                 let message = Message::ObjectList {
                     user: user.to_owned(),
+                    store: remote.store,
                 };
                 for node in &remote.nodes {
                     let reply = remote
@@ -292,6 +301,7 @@ impl RemoteObjects {
             key: key.to_vec(),
             offset,
             len_max: want,
+            store: self.store,
         };
         match self.request(user, key, &message).await? {
             Message::ObjectData { found: false, .. } => Ok(None),
@@ -348,6 +358,7 @@ impl RemoteObjects {
             write_id,
             written: 0,
             total_bytes,
+            store: self.store,
         })
     }
 }
@@ -376,6 +387,7 @@ pub struct RemoteWriter {
     write_id: u64,
     written: u64,
     total_bytes: u64,
+    store: Store,
 }
 
 impl Objects {
@@ -468,6 +480,7 @@ impl RemoteWriter {
             offset: self.written,
             total_bytes: self.total_bytes,
             write_id: self.write_id,
+            store: self.store,
         };
         let reply = self
             .connection

@@ -1,6 +1,7 @@
 //! The transport requests a node serves to the other nodes of its
 //! cluster: object reads, writes (whole, or streamed in chunks), listings
-//! and deletes from this shard's store; offers and pages of funclets
+//! and deletes from this shard's object store or its state store, as the
+//! request's `store` names; offers and pages of funclets
 //! (`funclet::serve`); modules (`peers`).
 
 use std::cell::{Cell, RefCell};
@@ -17,10 +18,10 @@ use crate::limits::{
 use crate::objects::{ObjectError, Objects};
 use crate::shard::LocalShard;
 use ferry_storage::{PutStream, StorageError};
-use ferry_transport::{ErrorCode, Message};
+use ferry_transport::{ErrorCode, Message, Store};
 
-/// Serves compute nodes' object reads and writes on a transport listener,
-/// from this shard's objects.
+/// Serves compute nodes' object and state reads and writes on a transport
+/// listener, from this shard's stores.
 pub async fn serve_peers(listener: glommio::net::TcpListener, shard: Rc<LocalShard>) {
     use ferry_transport::Capabilities;
     // With the cluster secret: only nodes that prove it are served.
@@ -41,8 +42,15 @@ pub async fn serve_peers(listener: glommio::net::TcpListener, shard: Rc<LocalSha
     }
 }
 
+/// The shard's store an object request addresses.
+fn store_of(shard: &LocalShard, store: Store) -> &Objects {
+    match store {
+        Store::Objects => shard.objects(),
+        Store::State => shard.state(),
+    }
+}
+
 async fn answer_peer(shard: &Rc<LocalShard>, writes: &Rc<Writes>, message: Message) -> Message {
-    let objects = shard.objects();
     shard
         .node
         .metrics
@@ -61,9 +69,13 @@ async fn answer_peer(shard: &Rc<LocalShard>, writes: &Rc<Writes>, message: Messa
             key,
             offset,
             len_max,
+            store,
         } => {
             // One open: the size and the bytes are of the same version.
-            let reader = match objects.open_read(&user, &key, offset, len_max).await {
+            let reader = match store_of(shard, store)
+                .open_read(&user, &key, offset, len_max)
+                .await
+            {
                 Ok(Some(reader)) => reader,
                 Ok(None) => return missing(offset),
                 Err(error) => return Message::error(ErrorCode::Internal, error.to_string()),
@@ -89,7 +101,7 @@ async fn answer_peer(shard: &Rc<LocalShard>, writes: &Rc<Writes>, message: Messa
                 Err(error) => Message::error(ErrorCode::Internal, error.to_string()),
             }
         }
-        Message::ObjectList { user } => match objects.list(&user).await {
+        Message::ObjectList { user, store } => match store_of(shard, store).list(&user).await {
             Ok(listed) => Message::ObjectListing {
                 entries: listed
                     .into_iter()
@@ -101,10 +113,12 @@ async fn answer_peer(shard: &Rc<LocalShard>, writes: &Rc<Writes>, message: Messa
             },
             Err(error) => Message::error(ErrorCode::Internal, error.to_string()),
         },
-        Message::ObjectDelete { user, key } => match objects.delete(&user, &key).await {
-            Ok(found) => Message::ObjectDeleted { found },
-            Err(error) => object_error(error),
-        },
+        Message::ObjectDelete { user, key, store } => {
+            match store_of(shard, store).delete(&user, &key).await {
+                Ok(found) => Message::ObjectDeleted { found },
+                Err(error) => object_error(error),
+            }
+        }
         Message::ObjectWrite {
             user,
             key,
@@ -112,7 +126,9 @@ async fn answer_peer(shard: &Rc<LocalShard>, writes: &Rc<Writes>, message: Messa
             offset,
             total_bytes,
             write_id,
+            store,
         } => {
+            let objects = store_of(shard, store);
             if offset == 0 && total_bytes == data.len() as u64 {
                 match objects.put(&user, &key, &data).await {
                     Ok(()) => Message::ObjectWritten {
@@ -128,6 +144,7 @@ async fn answer_peer(shard: &Rc<LocalShard>, writes: &Rc<Writes>, message: Messa
                     offset,
                     total_bytes,
                     write_id,
+                    store,
                 };
                 writes.chunk(objects, chunk).await
             }
@@ -162,6 +179,7 @@ struct Chunk {
     offset: u64,
     total_bytes: u64,
     write_id: u64,
+    store: Store,
 }
 
 /// This listener's streamed writes, by the sender's write id.
@@ -173,6 +191,7 @@ struct Writes {
 
 struct OpenWrite {
     stream: PutStream,
+    store: Store,
     user: String,
     key: Vec<u8>,
     written: u64,
@@ -189,6 +208,7 @@ impl Writes {
             offset,
             total_bytes,
             write_id,
+            store,
         } = chunk;
         let earlier = self.open.borrow_mut().remove(&write_id);
         let mut open = match (offset, earlier) {
@@ -205,6 +225,7 @@ impl Writes {
                 match objects.put_stream(&user, &key, total_bytes).await {
                     Ok(stream) => OpenWrite {
                         stream,
+                        store,
                         user,
                         key,
                         written: 0,
@@ -217,6 +238,7 @@ impl Writes {
             (_, Some(open))
                 if open.written == offset
                     && open.total_bytes == total_bytes
+                    && open.store == store
                     && open.user == user
                     && open.key == key =>
             {

@@ -1,7 +1,9 @@
 //! Which stores a node's shards reach objects through: the embedded store
 //! or Ceph on this node, or, on a compute node of an embedded-store
 //! cluster, the storage nodes' stores over the transport; and the
-//! cluster's placement of objects.
+//! cluster's placement of objects. Faasm's state follows the same plan:
+//! this node's state store where objects are local, the state store of the
+//! storage node placement names for (user, key) where they are remote.
 
 use anyhow::{anyhow, Context, Result};
 
@@ -11,7 +13,9 @@ use crate::shard::NodeShared;
 use ferry_storage::{
     CephNode, CephPlacementConfig, EmbeddedStore, ObjectStore, Placement, RadosConfig, RadosStore,
 };
-use ferry_transport::{PeerPool, TransportConfig};
+use ferry_transport::{PeerPool, Store, TransportConfig};
+use std::cell::Cell;
+use std::rc::Rc;
 
 /// Where this node's objects are; each shard makes its own handle from it.
 #[derive(Clone)]
@@ -25,23 +29,42 @@ pub enum ObjectsPlan {
 }
 
 impl ObjectsPlan {
-    pub fn for_shard(&self, node: &NodeShared, shard: usize) -> Result<Objects> {
+    /// A shard's handles on its objects and on Faasm's state: `state` is
+    /// this node's state store, used where objects are local too. Remote
+    /// handles share the shard's transport pool and write ids, and place
+    /// (user, key) alike.
+    pub fn for_shard(
+        &self,
+        node: &NodeShared,
+        shard: usize,
+        state: ObjectStore,
+    ) -> Result<(Objects, Objects)> {
         Ok(match self {
-            ObjectsPlan::Local(store) => Objects::Local(store.clone()),
+            ObjectsPlan::Local(store) => (Objects::Local(store.clone()), Objects::Local(state)),
             ObjectsPlan::Remote {
                 nodes,
                 placement,
                 transport,
-            } => Objects::Remote(RemoteObjects {
-                nodes: nodes.clone(),
-                placement: placement.local(),
+            } => {
+                let pool = Rc::new(
+                    PeerPool::new(transport.clone())
+                        .map_err(|e| anyhow!("starting the transport pool: {e}"))?,
+                );
                 // Node tag high, shard next: unique across the cluster.
-                next_write_id: std::cell::Cell::new(
+                let next_write_id = Rc::new(Cell::new(
                     (u64::from(node.name_tag) << 32) | ((shard as u64) << 24),
-                ),
-                pool: PeerPool::new(transport.clone())
-                    .map_err(|e| anyhow!("starting the transport pool: {e}"))?,
-            }),
+                ));
+                let remote = |store| {
+                    Objects::Remote(RemoteObjects {
+                        nodes: nodes.clone(),
+                        placement: placement.local(),
+                        pool: pool.clone(),
+                        next_write_id: next_write_id.clone(),
+                        store,
+                    })
+                };
+                (remote(Store::Objects), remote(Store::State))
+            }
         })
     }
 }

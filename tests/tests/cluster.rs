@@ -180,3 +180,93 @@ fn large_objects_stream_over_the_transport_both_ways() -> Result<()> {
     assert_eq!(holder.get(&holder.upload, "/o/u/big")?.status, 404);
     Ok(())
 }
+
+/// Faasm's state on a cluster lives on the storage node placement names
+/// for (user, key), in that node's state store: a value written through
+/// one compute node (over HTTP or by a function) is read through another,
+/// every access is one transport request to that node, and the other
+/// storage node holds nothing under the key.
+#[test]
+fn state_lives_on_the_storage_node_placement_names() -> Result<()> {
+    let cluster = Cluster::configure(&[
+        ("storage-a", "storage", "127.0.5.1"),
+        ("storage-b", "storage", "127.0.5.2"),
+        ("compute-a", "compute", "127.0.5.3"),
+        ("compute-b", "compute", "127.0.5.4"),
+    ])?;
+    let storage = [
+        cluster.start("storage-a", false, &[])?,
+        cluster.start("storage-b", false, &[])?,
+    ];
+    let compute_a = cluster.start("compute-a", true, &[])?;
+    let compute_b = cluster.start("compute-b", true, &[])?;
+    let placed: serde_json::Value =
+        serde_json::from_slice(&compute_a.get(&compute_a.upload, "/p/test/shared")?.body)?;
+    let holder_index = usize::from(placed["node"] == "storage-b");
+    let (holder, other) = (&storage[holder_index], &storage[1 - holder_index]);
+    // Both compute nodes place the key alike.
+    let placed_b: serde_json::Value =
+        serde_json::from_slice(&compute_b.get(&compute_b.upload, "/p/test/shared")?.body)?;
+    assert_eq!(placed_b["node"], placed["node"]);
+    let kind = |node: &Node, kind: &str| {
+        node.metric(&format!("ferry_peer_requests_total{{kind=\"{kind}\"}}"))
+    };
+    let counts = |node: &Node| -> Result<[f64; 2]> {
+        Ok([kind(node, "ObjectWrite")?, kind(node, "ObjectRead")?])
+    };
+    let other_before = counts(other)?;
+
+    // An HTTP write through compute-a is one write at the holder.
+    let [writes, reads] = counts(holder)?;
+    let put = compute_a.put(&compute_a.upload, "/s/test/shared", b"fromhttp")?;
+    assert_eq!(put.status, 200, "{}", put.text());
+    assert_eq!(counts(holder)?, [writes + 1.0, reads]);
+    // Read through compute-b: over HTTP, one read; by a function, two
+    // (`read` asks the size, then the bytes).
+    let got = compute_b.get(&compute_b.upload, "/s/test/shared")?;
+    assert_eq!((got.status, got.text().as_str()), (200, "fromhttp"));
+    assert_eq!(counts(holder)?, [writes + 1.0, reads + 1.0]);
+    let read = compute_b.call("test", "state", "read shared")?;
+    assert_eq!((read.status, read.text().as_str()), (200, "8:fromhttp"));
+    assert_eq!(counts(holder)?, [writes + 1.0, reads + 3.0]);
+
+    // A function's write through compute-a is one write at the holder,
+    // and compute-b's function reads it.
+    let write = compute_a.call("test", "state", "write shared abcdefg")?;
+    assert_eq!((write.status, write.text().as_str()), (200, "ok"));
+    assert_eq!(counts(holder)?, [writes + 2.0, reads + 3.0]);
+    let read = compute_b.call("test", "state", "read shared")?;
+    assert_eq!((read.status, read.text().as_str()), (200, "7:abcdefg"));
+    assert_eq!(counts(holder)?, [writes + 2.0, reads + 5.0]);
+
+    // The value is in the holder's state store, not its objects; the
+    // other storage node holds nothing under the key and served nothing.
+    let direct = holder.get(&holder.upload, "/s/test/shared")?;
+    assert_eq!((direct.status, direct.text().as_str()), (200, "abcdefg"));
+    assert_eq!(holder.get(&holder.upload, "/o/test/shared")?.status, 404);
+    assert_eq!(other.get(&other.upload, "/s/test/shared")?.status, 404);
+    assert_eq!(other.get(&other.upload, "/o/test/shared")?.status, 404);
+    assert_eq!(counts(other)?, other_before);
+
+    // A value larger than one HTTP part streams to the holder's state
+    // store in 4 MiB writes, and is read back through the other node.
+    let big: Vec<u8> = (0..20u32 << 20).map(|i| (i % 251) as u8).collect();
+    let [writes, reads] = counts(holder)?;
+    let put = compute_a.put(&compute_a.upload, "/s/test/shared", &big)?;
+    assert_eq!(put.status, 200, "{}", put.text());
+    assert_eq!(
+        counts(holder)?,
+        [writes + 5.0, reads],
+        "20 MiB in 4 MiB parts"
+    );
+    let got = compute_b.get(&compute_b.upload, "/s/test/shared")?;
+    assert!(
+        got.status == 200 && got.body == big,
+        "read back through compute-b"
+    );
+    assert!(holder.get(&holder.upload, "/s/test/shared")?.body == big);
+    assert_eq!(holder.get(&holder.upload, "/o/test/shared")?.status, 404);
+    assert_eq!(other.get(&other.upload, "/s/test/shared")?.status, 404);
+    assert_eq!(counts(other)?, other_before);
+    Ok(())
+}

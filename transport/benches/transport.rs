@@ -128,6 +128,7 @@ fn payload_64mib(c: &mut Criterion) {
         offset: 0,
         total_bytes: data.len() as u64,
         write_id: 0,
+        store: ferry_transport::Store::Objects,
     };
     group.bench_function("tcp_loopback", |b| {
         b.iter_custom(|iters| time_requests(&write, iters))

@@ -15,7 +15,7 @@ use crate::error::TransportError;
 use crate::limits;
 use crate::message::{
     Capabilities, Done, ErrorCode, Global, Hello, Message, MessageKind, ModuleHash, ModuleUpload,
-    ObjectEntry, Offer, PageSet, Pages, RdmaEndpoint, PAGE_BYTES,
+    ObjectEntry, Offer, PageSet, Pages, RdmaEndpoint, Store, PAGE_BYTES,
 };
 use ferry_schemas::ferry_capnp as wire;
 
@@ -255,12 +255,12 @@ fn payload_bytes_lower_bound(message: &Message) -> u64 {
                 + len(module.hash.len() + module.wasm.len())
         }
         Message::ModuleStored { hash } => len(hash.len()),
-        Message::ObjectList { user } => len(user.len()),
+        Message::ObjectList { user, .. } => len(user.len()),
         // Each entry's key, and its size as 8 bytes of data.
         Message::ObjectListing { entries } => {
             entries.iter().map(|entry| len(entry.key.len()) + 8).sum()
         }
-        Message::ObjectDelete { user, key } => len(user.len() + key.len()),
+        Message::ObjectDelete { user, key, .. } => len(user.len() + key.len()),
         Message::ObjectDeleted { .. } => 0,
     }
 }
@@ -311,7 +311,7 @@ fn estimate_words(message: &Message) -> u64 {
                 + blob(module.wasm.len())
         }
         Message::ModuleStored { hash } => blob(hash.len()),
-        Message::ObjectList { user } => blob(user.len()),
+        Message::ObjectList { user, .. } => blob(user.len()),
         // The list's tag word, then per entry its struct (one data word, one
         // pointer) and its key.
         Message::ObjectListing { entries } => {
@@ -320,7 +320,7 @@ fn estimate_words(message: &Message) -> u64 {
                 .map(|entry| 2 + blob(entry.key.len()))
                 .sum::<u64>()
         }
-        Message::ObjectDelete { user, key } => blob(user.len()) + blob(key.len()),
+        Message::ObjectDelete { user, key, .. } => blob(user.len()) + blob(key.len()),
         Message::ObjectDeleted { .. } => 0,
     }
 }
@@ -427,12 +427,14 @@ fn build(
             key,
             offset,
             len_max,
+            store,
         } => {
             let mut root = builder.init_root::<wire::object_read::Builder>();
             root.set_user(user.as_str());
             root.set_key(key);
             root.set_offset(*offset);
             root.set_len_max(*len_max);
+            root.set_store(store_to_wire(*store));
         }
         Message::ObjectData {
             found,
@@ -457,6 +459,7 @@ fn build(
             offset,
             total_bytes,
             write_id,
+            store,
         } => {
             let mut root = builder.init_root::<wire::object_write::Builder>();
             root.set_user(user.as_str());
@@ -464,6 +467,7 @@ fn build(
             root.set_offset(*offset);
             root.set_total_bytes(*total_bytes);
             root.set_write_id(*write_id);
+            root.set_store(store_to_wire(*store));
             if Holes::takes(data) {
                 holes.record(root.init_data(len32(data.len())?), data);
             } else {
@@ -490,9 +494,10 @@ fn build(
             let mut root = builder.init_root::<wire::module_stored::Builder>();
             root.set_hash(hash);
         }
-        Message::ObjectList { user } => {
+        Message::ObjectList { user, store } => {
             let mut root = builder.init_root::<wire::object_list::Builder>();
             root.set_user(user.as_str());
+            root.set_store(store_to_wire(*store));
         }
         Message::ObjectListing { entries } => {
             let root = builder.init_root::<wire::object_listing::Builder>();
@@ -503,10 +508,11 @@ fn build(
                 slot.set_size_bytes(entry.size_bytes);
             }
         }
-        Message::ObjectDelete { user, key } => {
+        Message::ObjectDelete { user, key, store } => {
             let mut root = builder.init_root::<wire::object_delete::Builder>();
             root.set_user(user.as_str());
             root.set_key(key);
+            root.set_store(store_to_wire(*store));
         }
         Message::ObjectDeleted { found } => {
             let mut root = builder.init_root::<wire::object_deleted::Builder>();
@@ -560,6 +566,20 @@ fn error_code_to_wire(code: ErrorCode) -> wire::ErrorCode {
         ErrorCode::VersionMismatch => wire::ErrorCode::VersionMismatch,
         ErrorCode::Unavailable => wire::ErrorCode::Unavailable,
         ErrorCode::Unauthenticated => wire::ErrorCode::Unauthenticated,
+    }
+}
+
+fn store_to_wire(store: Store) -> wire::Store {
+    match store {
+        Store::Objects => wire::Store::Objects,
+        Store::State => wire::Store::State,
+    }
+}
+
+fn store_from_wire(store: wire::Store) -> Store {
+    match store {
+        wire::Store::Objects => Store::Objects,
+        wire::Store::State => Store::State,
     }
 }
 
@@ -803,6 +823,7 @@ fn read(
                 key: root.get_key()?.to_vec(),
                 offset: root.get_offset(),
                 len_max: root.get_len_max(),
+                store: store_from_wire(root.get_store()?),
             }
         }
         MessageKind::ObjectData => {
@@ -823,6 +844,7 @@ fn read(
                 offset: root.get_offset(),
                 total_bytes: root.get_total_bytes(),
                 write_id: root.get_write_id(),
+                store: store_from_wire(root.get_store()?),
             }
         }
         MessageKind::ObjectWritten => {
@@ -857,6 +879,7 @@ fn read(
             let root: wire::object_list::Reader = reader.get_root()?;
             Message::ObjectList {
                 user: text(root.get_user())?,
+                store: store_from_wire(root.get_store()?),
             }
         }
         MessageKind::ObjectListing => {
@@ -870,6 +893,7 @@ fn read(
             Message::ObjectDelete {
                 user: text(root.get_user())?,
                 key: root.get_key()?.to_vec(),
+                store: store_from_wire(root.get_store()?),
             }
         }
         MessageKind::ObjectDeleted => {
@@ -949,6 +973,7 @@ mod tests {
                 offset: 3,
                 total_bytes: 9,
                 write_id: 4,
+                store: Store::Objects,
             };
             let encoded = encode(&message, FRAME_BYTES_MAX)?;
             assert_eq!(encoded.holes().len(), holes);
@@ -1062,6 +1087,38 @@ mod tests {
     }
 
     #[test]
+    fn an_object_request_without_a_store_addresses_objects() -> Result<(), TransportError> {
+        // What a sender that predates the field builds: no `store` set.
+        let mut builder = Builder::new_default();
+        {
+            let mut root = builder.init_root::<wire::object_delete::Builder>();
+            root.set_user("u");
+            root.set_key(b"k");
+        }
+        assert_eq!(
+            decode_built(MessageKind::ObjectDelete, &builder)?,
+            Message::ObjectDelete {
+                user: "u".into(),
+                key: b"k".to_vec(),
+                store: Store::Objects,
+            }
+        );
+        let mut builder = Builder::new_default();
+        {
+            let mut root = builder.init_root::<wire::object_read::Builder>();
+            root.set_user("u");
+            root.set_key(b"k");
+            root.set_store(wire::Store::State);
+        }
+        let Message::ObjectRead { store, .. } = decode_built(MessageKind::ObjectRead, &builder)?
+        else {
+            panic!("an ObjectRead decoded as another kind");
+        };
+        assert_eq!(store, Store::State);
+        Ok(())
+    }
+
+    #[test]
     fn an_empty_listing_round_trips() -> Result<(), TransportError> {
         let message = Message::ObjectListing {
             entries: Vec::new(),
@@ -1120,6 +1177,7 @@ mod tests {
             offset: 0,
             total_bytes: 4096,
             write_id: 0,
+            store: Store::Objects,
         };
         assert!(matches!(
             encode(&message, 1024),

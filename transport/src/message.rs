@@ -38,6 +38,7 @@ pub enum Message {
         key: Vec<u8>,
         offset: u64,
         len_max: u64,
+        store: Store,
     },
     ObjectData {
         found: bool,
@@ -57,6 +58,7 @@ pub enum Message {
         offset: u64,
         total_bytes: u64,
         write_id: u64,
+        store: Store,
     },
     ObjectWritten {
         object_bytes: u64,
@@ -75,6 +77,7 @@ pub enum Message {
     /// Asks for the keys and sizes of `user`'s objects.
     ObjectList {
         user: String,
+        store: Store,
     },
     ObjectListing {
         entries: Vec<ObjectEntry>,
@@ -83,11 +86,23 @@ pub enum Message {
     ObjectDelete {
         user: String,
         key: Vec<u8>,
+        store: Store,
     },
     ObjectDeleted {
         /// Whether there was an object to remove.
         found: bool,
     },
+}
+
+/// Which of a storage node's stores an object request addresses; a peer
+/// that leaves the field out means objects.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Store {
+    /// The objects of `/o/` and the NDP imports.
+    #[default]
+    Objects,
+    /// Faasm's state values (`/s/`, the `__faasm_*_state` imports).
+    State,
 }
 
 /// The frame header's message kind. The numbers are wire format.

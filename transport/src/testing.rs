@@ -5,7 +5,7 @@ use bytes::Bytes;
 
 use crate::message::{
     Capabilities, Done, ErrorCode, Global, Hello, Message, MessageKind, ModuleUpload, ObjectEntry,
-    Offer, PageSet, Pages, RdmaEndpoint, PAGE_BYTES, PROTOCOL_VERSION,
+    Offer, PageSet, Pages, RdmaEndpoint, Store, PAGE_BYTES, PROTOCOL_VERSION,
 };
 
 /// `count` pages at indices 3, 5, 7, ..., page `i` filled with byte `i + 1`
@@ -119,6 +119,7 @@ pub fn every_kind() -> Vec<Message> {
             key: vec![0, 159, 146, 150],
             offset: 1 << 33,
             len_max: 4096,
+            store: Store::State,
         },
         Message::ObjectData {
             found: true,
@@ -133,6 +134,7 @@ pub fn every_kind() -> Vec<Message> {
             offset: 16 << 20,
             total_bytes: (16 << 20) + 10_000,
             write_id: 7,
+            store: Store::State,
         },
         Message::ObjectWritten {
             object_bytes: 10_000,
@@ -145,6 +147,7 @@ pub fn every_kind() -> Vec<Message> {
         Message::ModuleStored { hash: [0x5a; 32] },
         Message::ObjectList {
             user: "demo".into(),
+            store: Store::Objects,
         },
         Message::ObjectListing {
             entries: vec![
@@ -161,6 +164,7 @@ pub fn every_kind() -> Vec<Message> {
         Message::ObjectDelete {
             user: "demo".into(),
             key: b"out".to_vec(),
+            store: Store::State,
         },
         Message::ObjectDeleted { found: true },
     ];

@@ -54,6 +54,7 @@ fn object_read() -> Message {
         key: b"private".to_vec(),
         offset: 0,
         len_max: 1 << 20,
+        store: ferry_transport::Store::Objects,
     }
 }
 

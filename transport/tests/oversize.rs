@@ -151,6 +151,7 @@ fn oversize_frames_close_the_connection_without_allocating() -> anyhow::Result<(
             offset: 0,
             total_bytes: 2 << 20,
             write_id: 0,
+            store: ferry_transport::Store::Objects,
         };
         LARGEST_BYTES.store(0, Ordering::Relaxed);
         ensure!(connection.request(&big, Duration::from_secs(10)).await? == big);

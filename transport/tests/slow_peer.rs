@@ -29,6 +29,7 @@ fn object_write(len: usize) -> Message {
         offset: 0,
         total_bytes: len as u64,
         write_id: 7,
+        store: ferry_transport::Store::Objects,
     }
 }
 

@@ -111,6 +111,7 @@ fn a_64_mib_payload_round_trips() -> anyhow::Result<()> {
             offset: 0,
             total_bytes,
             write_id: 0,
+            store: ferry_transport::Store::Objects,
         };
         let answer = connection.request(&message, LONG).await?;
         ensure!(answer == message);
@@ -253,6 +254,7 @@ fn a_request_times_out_and_the_connection_stays_usable() -> anyhow::Result<()> {
             key: key.to_vec(),
             offset: 0,
             len_max: 1,
+            store: ferry_transport::Store::Objects,
         };
         match connection
             .request(&read(b"slow"), Duration::from_millis(100))

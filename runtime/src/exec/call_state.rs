@@ -14,7 +14,9 @@ const LOCKS_KEPT_MAX: usize = 10_000;
 /// A state value's name: user and key.
 type UserKey = (Arc<str>, Vec<u8>);
 
-/// The node's per-key state locks, shared by every shard.
+/// The node's per-key state locks, shared by every shard. They stay this
+/// node's alone on a cluster whose state values live on storage nodes:
+/// they order this node's calls, not those of other compute nodes.
 #[derive(Default)]
 pub struct StateLocks {
     keys: Mutex<HashMap<UserKey, Arc<AsyncMutex<()>>>>,

@@ -1,6 +1,9 @@
 //! Faasm's state API (`__faasm_*_state*`): values named by a key (a
-//! NUL-terminated string) in the calling user's namespace of the node's
-//! state store, the same values `PUT/GET /s/<user>/<key>` reach.
+//! NUL-terminated string) in the calling user's namespace of the shard's
+//! state store, the same values `PUT/GET /s/<user>/<key>` reach. On a
+//! compute node of an embedded-store cluster that store is the state store
+//! of the storage node placement names for (user, key), reached over the
+//! transport (`stores.rs`); elsewhere it is the node's own.
 //!
 //! The store is the master copy, as the master host's value is in Faasm:
 //! `write_state`, `write_state_offset` and `append_state` write through to
@@ -21,14 +24,16 @@
 //! `lock_state_read` / `lock_state_write` take the key's node-wide lock
 //! (one lock: readers are exclusive too) until the matching unlock or the
 //! call's end; read-modify-writes (`write_state_offset`, `append_state`)
-//! take it too unless the call already holds it.
+//! take it too unless the call already holds it. The lock table is this
+//! node's alone, also on a cluster: calls on two compute nodes do not
+//! exclude each other, so their read-modify-writes of one key may
+//! interleave and one may lose the other's bytes.
 //!
 //! Every size is checked: a key is at most [`STATE_KEY_BYTES_MAX`] bytes, a
 //! value at most [`STATE_VALUE_BYTES_MAX`], offsets and lengths inside the
 //! value's declared size and every buffer inside linear memory; a refused
 //! argument or a store error traps the call with a message naming the
-//! import. The state of a cluster is each node's own: state operations
-//! are not routed by placement.
+//! import.
 
 use futures::lock::OwnedMutexGuard;
 use wasmtime::{bail, format_err as anyhow, Result};
