@@ -16,13 +16,15 @@
 # OUT_DIR/latency.svg (ferry-bench plot) and OUT_DIR/table.md
 # (bench/scenarios/table.py). The answers with and without NDP must be the
 # same, and every run must be free of errors.
-# Environment: RATE (default 10gbit), FERRY_BENCH (the ferry-bench binary).
+# Environment: RATE (default 10gbit), SIZES (object sizes in MiB, default
+# "1 16"), FERRY_BENCH (the ferry-bench binary).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 me=ndp.sh
 out=${1:-$root/bench/results/ndp}
 seconds=${2:-10}
 rate=${RATE:-10gbit}
+sizes=${SIZES:-1 16}
 bench=${FERRY_BENCH:-$root/target/release/ferry-bench}
 netns=$root/deploy/local/netns.sh
 case "$seconds" in '' | *[!0-9.]*) echo "$me: SECONDS_PER_POINT is a number, got '$seconds'" >&2; exit 2 ;; esac
@@ -53,19 +55,22 @@ call() { # call KEY FORBID(true|false) OUTPUT_FILE
 }
 
 echo "== wordcount, NDP vs forbid_ndp, storage link $rate ($cluster)"
-for size in 1 16; do
+for size in $sizes; do
   key=words-${size}m
   python3 - "$work/$key" "$size" <<'EOF'
 import random, sys
 random.seed(1)
 words = [f"w{i}" for i in range(40)]
 size = int(sys.argv[2]) << 20
+# One MiB of random words, repeated: a 1024 MiB object in seconds.
+out, n = [], 0
+while n < 1 << 20:
+    w = random.choice(words) + " "
+    out.append(w); n += len(w)
+chunk = "".join(out)[: 1 << 20]
 with open(sys.argv[1], "w") as f:
-    out, n = [], 0
-    while n < size:
-        w = random.choice(words) + " "
-        out.append(w); n += len(w)
-    f.write("".join(out)[:size])
+    for _ in range(size >> 20):
+        f.write(chunk)
 EOF
   in_loadgen curl -sf --noproxy '*' -X PUT --data-binary @"$work/$key" "$compute_upload/o/ndp/$key" >/dev/null
   call "$key" false "$work/$key.ndp.out"
