@@ -362,12 +362,14 @@ async fn push_state(caller: &mut Caller<'_, CallCtx>, import: &str, key: i32) ->
     Ok(())
 }
 
-/// Writes the bytes of the key's mapping that `keep(i)` picks over the
-/// store's value (read-modify-write under the key's lock): a partial push.
+/// Writes the byte ranges of the key's mapping that `ranges` names over
+/// the store's value (read-modify-write under the key's lock): a partial
+/// push. One copy per range, so a push costs the bytes it moves, not
+/// bytes x ranges.
 async fn push_bytes(
     caller: &mut Caller<'_, CallCtx>,
     key: &[u8],
-    keep: impl Fn(usize) -> bool,
+    ranges: &[(usize, usize)],
     import: &str,
 ) -> Result<()> {
     let Some((addr, len)) = caller.data().state.mapping(key) else {
@@ -378,9 +380,10 @@ async fn push_bytes(
     let _lock = rmw_lock(caller, key).await?;
     let mut value = load(&user, key, import).await?.unwrap_or_default();
     value.resize(value.len().max(mapped.len()), 0);
-    for (i, byte) in mapped.iter().enumerate() {
-        if keep(i) {
-            value[i] = *byte;
+    for &(start, end) in ranges {
+        let end = end.min(mapped.len());
+        if start < end {
+            value[start..end].copy_from_slice(&mapped[start..end]);
         }
     }
     save(&user, key, &value, import).await
@@ -401,13 +404,7 @@ async fn push_state_partial(
     if dirty.is_empty() {
         return Ok(());
     }
-    push_bytes(
-        caller,
-        &key,
-        |i| dirty.iter().any(|(start, end)| (*start..*end).contains(&i)),
-        import,
-    )
-    .await
+    push_bytes(caller, &key, &dirty, import).await
 }
 
 /// Pushes the bytes of the key whose byte in the mask value (`mask`, as
@@ -421,13 +418,27 @@ async fn push_state_partial_mask(
     let key = read_key(caller, key, import)?;
     let mask_key = read_key(caller, mask, import)?;
     let mask = current(caller, &mask_key, import).await?;
-    push_bytes(
-        caller,
-        &key,
-        |i| mask.get(i).is_some_and(|b| *b != 0),
-        import,
-    )
-    .await
+    push_bytes(caller, &key, &runs_of_nonzero(&mask), import).await
+}
+
+/// The runs of non-zero bytes of a mask value, as (start, end) ranges.
+fn runs_of_nonzero(mask: &[u8]) -> Vec<(usize, usize)> {
+    let mut runs = Vec::new();
+    let mut start = None;
+    for (i, byte) in mask.iter().enumerate() {
+        match (start, *byte != 0) {
+            (None, true) => start = Some(i),
+            (Some(s), false) => {
+                runs.push((s, i));
+                start = None;
+            }
+            _ => {}
+        }
+    }
+    if let Some(s) = start {
+        runs.push((s, mask.len()));
+    }
+    runs
 }
 
 async fn pull_state(
@@ -577,7 +588,18 @@ async fn flag_state_offset_dirty(
 
 #[cfg(test)]
 mod tests {
-    use super::chunk;
+    use super::{chunk, runs_of_nonzero};
+
+    #[test]
+    fn a_mask_is_its_runs_of_nonzero_bytes() {
+        assert_eq!(runs_of_nonzero(&[]), vec![]);
+        assert_eq!(runs_of_nonzero(&[0, 0]), vec![]);
+        assert_eq!(
+            runs_of_nonzero(&[1, 1, 0, 2, 0, 0, 3]),
+            vec![(0, 2), (3, 4), (6, 7)]
+        );
+        assert_eq!(runs_of_nonzero(&[0, 5, 5]), vec![(1, 3)]);
+    }
 
     #[test]
     fn chunks_are_checked() {
