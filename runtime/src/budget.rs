@@ -84,7 +84,9 @@ impl Drop for Share {
     }
 }
 
-use crate::limits::QUOTA_USAGE_FRESH_MS as USAGE_FRESH_MS;
+use crate::limits::{
+    QUOTA_USAGE_FRESH_MS as USAGE_FRESH_MS, QUOTA_USAGE_USERS_SWEEP as USAGE_USERS_SWEEP,
+};
 
 /// The per-user quotas of one node, and what each user holds against them.
 pub struct Quotas {
@@ -202,6 +204,14 @@ impl Quotas {
                 .map(|o| o.size_bytes)
                 .sum();
             let mut usage = self.usage_guard();
+            if usage.len() >= USAGE_USERS_SWEEP {
+                // A stale figure is listed afresh before it is used, so
+                // dropping the stale ones with no put in flight loses
+                // nothing: the map holds the users of the last window,
+                // not every user name ever seen.
+                let fresh = Duration::from_millis(USAGE_FRESH_MS);
+                usage.retain(|_, u| u.pending_bytes > 0 || u.listed_at.elapsed() < fresh);
+            }
             let entry = usage.entry(user.to_owned()).or_insert(Usage {
                 bytes: 0,
                 pending_bytes: 0,

@@ -71,6 +71,8 @@ pub const PEER_STREAM_IDLE_MS_MAX: u64 = 30_000;
 /// up at the next listing, so they can pass the quota by what they wrote
 /// in this window.
 pub const QUOTA_USAGE_FRESH_MS: u64 = 10_000;
+/// Users' object figures a node keeps before the stale ones are swept out.
+pub const QUOTA_USAGE_USERS_SWEEP: usize = 1024;
 /// Chained calls one call may start, and how deep chains may nest.
 pub const CHAINED_CALLS_MAX: usize = 256;
 pub const CHAIN_DEPTH_MAX: u32 = 8;
