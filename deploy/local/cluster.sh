@@ -38,6 +38,8 @@ set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 me=cluster.sh
+# shellcheck source=deploy/local/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 usage() {
   cat <<EOF
@@ -57,27 +59,7 @@ usage: deploy/local/cluster.sh start DIR [--compute M] [--storage N]
 EOF
 }
 
-die_usage() {
-  echo "$me: $*" >&2
-  usage >&2
-  exit 2
-}
-
-die() {
-  echo "$me: $*" >&2
-  exit 1
-}
-
 # A whole number in [min, max], or a usage error naming the flag.
-check_count() {
-  local flag=$1 value=$2 min=$3 max=$4
-  case "$value" in
-    '' | *[!0-9]*) die_usage "$flag takes a whole number, got '$value'" ;;
-  esac
-  if [ "$((10#$value))" -lt "$min" ] || [ "$((10#$value))" -gt "$max" ]; then
-    die_usage "$flag must be between $min and $max, got $value"
-  fi
-}
 
 # The layout of DIR; every command derives paths from here.
 set_dir() {
@@ -104,13 +86,6 @@ ours() {
 }
 
 # The node names that have a directory under DIR with a pid file.
-node_names() {
-  local pid_file
-  for pid_file in "$dir"/*/pid; do
-    [ -f "$pid_file" ] || continue
-    basename "$(dirname "$pid_file")"
-  done
-}
 
 # The pid of node NAME if it is running, else nothing (and status 1).
 running_pid() {
@@ -190,11 +165,6 @@ stop_all() {
 
 # Whether PID exists and has not exited. Unlike `ours`, true from the fork
 # on, before setsid and ferry are exec'd.
-alive() {
-  local state
-  state=$(sed -n 's/^State:[[:space:]]*\([A-Z]\).*/\1/p' "/proc/$1/status" 2>/dev/null) || return 1
-  [ -n "$state" ] && [ "$state" != Z ] && [ "$state" != X ]
-}
 
 # The last lines of node NAME's log, on stderr.
 log_tail() {

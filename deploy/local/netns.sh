@@ -64,6 +64,8 @@ set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 me=netns.sh
+# shellcheck source=deploy/local/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 subnet_prefix=10.77
 
 usage() {
@@ -90,27 +92,6 @@ usage: deploy/local/netns.sh up DIR [--compute M] [--storage N] [--rate RATE]
 
 The load generator's namespace is 'loadgen', at 10.77.0.1.
 EOF
-}
-
-die_usage() {
-  echo "$me: $*" >&2
-  usage >&2
-  exit 2
-}
-
-die() {
-  echo "$me: $*" >&2
-  exit 1
-}
-
-check_count() {
-  local flag=$1 value=$2 min=$3 max=$4
-  case "$value" in
-    '' | *[!0-9]*) die_usage "$flag takes a whole number, got '$value'" ;;
-  esac
-  if [ "$((10#$value))" -lt "$min" ] || [ "$((10#$value))" -gt "$max" ]; then
-    die_usage "$flag must be between $min and $max, got $value"
-  fi
 }
 
 # A tc rate (digits, optional fraction, a unit of bit, kbit, mbit, gbit or
@@ -163,20 +144,6 @@ ours() {
     *" node --config $config --name $name "*) return 0 ;;
     *) return 1 ;;
   esac
-}
-
-alive() {
-  local state
-  state=$(sed -n 's/^State:[[:space:]]*\([A-Z]\).*/\1/p' "/proc/$1/status" 2>/dev/null) || return 1
-  [ -n "$state" ] && [ "$state" != Z ] && [ "$state" != X ]
-}
-
-node_names() {
-  local pid_file
-  for pid_file in "$dir"/*/pid; do
-    [ -f "$pid_file" ] || continue
-    basename "$(dirname "$pid_file")"
-  done
 }
 
 # Stops the nodes, then anything else still in the cluster's namespaces,
