@@ -19,7 +19,8 @@
 # 3: `store` in ObjectRead, ObjectWrite, ObjectList and ObjectDelete. A
 # version 2 node would read a state request as one for objects, so the
 # version rises and such a peer is refused.
-const protocolVersion :UInt32 = 3;
+# 4: StateUpdate (frame kind 18), which version 3 nodes cannot read.
+const protocolVersion :UInt32 = 4;
 
 # Bits of Hello.capabilities.
 const capabilityRdma :UInt64 = 1;     # this node has an RDMA device and offers a queue pair
@@ -216,4 +217,20 @@ struct ObjectDelete {
 
 struct ObjectDeleted {
   found @0 :Bool;              # whether there was an object to remove
+}
+
+# Added in protocol version 4 (frame kind 18).
+
+# Changes one of a storage node's state values in place, applied there
+# under that node's lock for the value, so updates sent by several nodes at
+# once never lose each other's bytes. Answered with ObjectWritten (the
+# value's size after the update) or Error.
+struct StateUpdate {
+  user @0 :Text;
+  key @1 :Data;
+  append @2 :Bool;             # true: `data` goes at the value's end; no ranges
+  valueBytes @3 :UInt64;       # ranges: the value is at least this long after
+  offsets @4 :List(UInt64);    # ranges: where each range goes in the value
+  lens @5 :List(UInt64);       # ranges: each range's length, its bytes in `data`
+  data @6 :Data;               # the ranges' bytes one after another, or the appended bytes
 }

@@ -15,7 +15,7 @@ use crate::error::TransportError;
 use crate::limits;
 use crate::message::{
     Capabilities, Done, ErrorCode, Global, Hello, Message, MessageKind, ModuleHash, ModuleUpload,
-    ObjectEntry, Offer, PageSet, Pages, RdmaEndpoint, Store, PAGE_BYTES,
+    ObjectEntry, Offer, PageSet, Pages, RdmaEndpoint, StateChange, StateUpdate, Store, PAGE_BYTES,
 };
 use ferry_schemas::ferry_capnp as wire;
 
@@ -262,6 +262,16 @@ fn payload_bytes_lower_bound(message: &Message) -> u64 {
         }
         Message::ObjectDelete { user, key, .. } => len(user.len() + key.len()),
         Message::ObjectDeleted { .. } => 0,
+        // Each range's offset and length, 8 bytes each.
+        Message::StateUpdate(update) => {
+            len(update.user.len() + update.key.len())
+                + match &update.change {
+                    StateChange::Ranges { ranges, data, .. } => {
+                        len(data.len()) + ranges.len() as u64 * 16
+                    }
+                    StateChange::Append(data) => len(data.len()),
+                }
+        }
     }
 }
 
@@ -322,6 +332,16 @@ fn estimate_words(message: &Message) -> u64 {
         }
         Message::ObjectDelete { user, key, .. } => blob(user.len()) + blob(key.len()),
         Message::ObjectDeleted { .. } => 0,
+        Message::StateUpdate(update) => {
+            blob(update.user.len())
+                + blob(update.key.len())
+                + match &update.change {
+                    StateChange::Ranges { ranges, data, .. } => {
+                        2 * (ranges.len() as u64 + 1) + blob(data.len())
+                    }
+                    StateChange::Append(data) => blob(data.len()),
+                }
+        }
     }
 }
 
@@ -517,6 +537,41 @@ fn build(
         Message::ObjectDeleted { found } => {
             let mut root = builder.init_root::<wire::object_deleted::Builder>();
             root.set_found(*found);
+        }
+        Message::StateUpdate(update) => {
+            let mut root = builder.init_root::<wire::state_update::Builder>();
+            root.set_user(update.user.as_str());
+            root.set_key(&update.key);
+            let data = match &update.change {
+                StateChange::Ranges {
+                    value_bytes,
+                    ranges,
+                    data,
+                } => {
+                    root.set_value_bytes(*value_bytes);
+                    let n = len32(ranges.len())?;
+                    {
+                        let mut offsets = root.reborrow().init_offsets(n);
+                        for (i, (offset, _)) in ranges.iter().enumerate() {
+                            offsets.set(i as u32, *offset);
+                        }
+                    }
+                    let mut lens = root.reborrow().init_lens(n);
+                    for (i, (_, len)) in ranges.iter().enumerate() {
+                        lens.set(i as u32, *len);
+                    }
+                    data
+                }
+                StateChange::Append(data) => {
+                    root.set_append(true);
+                    data
+                }
+            };
+            if Holes::takes(data) {
+                holes.record(root.init_data(len32(data.len())?), data);
+            } else {
+                root.set_data(data);
+            }
         }
     }
     Ok(())
@@ -902,6 +957,69 @@ fn read(
                 found: root.get_found(),
             }
         }
+        MessageKind::StateUpdate => {
+            let root: wire::state_update::Reader = reader.get_root()?;
+            Message::StateUpdate(read_state_update(payload, root)?)
+        }
+    })
+}
+
+/// A StateUpdate whose ranges are checked: as many offsets as lengths,
+/// lengths adding up to the data, every range inside the value.
+fn read_state_update(
+    payload: &Bytes,
+    root: wire::state_update::Reader<'_>,
+) -> Result<StateUpdate, ReadError> {
+    let data = shared(payload, root.get_data()?)?;
+    let offsets = root.get_offsets()?;
+    let lens = root.get_lens()?;
+    let change = if root.get_append() {
+        if !offsets.is_empty() || !lens.is_empty() {
+            return Err(ReadError::Invalid(
+                "StateUpdate appends and also names ranges".into(),
+            ));
+        }
+        StateChange::Append(data)
+    } else {
+        if offsets.len() != lens.len() {
+            return Err(ReadError::Invalid(format!(
+                "StateUpdate has {} offsets and {} lengths",
+                offsets.len(),
+                lens.len()
+            )));
+        }
+        let value_bytes = root.get_value_bytes();
+        let mut ranges = Vec::with_capacity(offsets.len() as usize);
+        let mut sum = 0u64;
+        for i in 0..offsets.len() {
+            let (offset, len) = (offsets.get(i), lens.get(i));
+            match offset.checked_add(len) {
+                Some(end) if end <= value_bytes => {}
+                _ => {
+                    return Err(ReadError::Invalid(format!(
+                        "StateUpdate range [{offset}, +{len}) is outside the value's {value_bytes} bytes"
+                    )))
+                }
+            }
+            sum = sum.saturating_add(len);
+            ranges.push((offset, len));
+        }
+        if sum != data.len() as u64 {
+            return Err(ReadError::Invalid(format!(
+                "StateUpdate ranges add up to {sum} bytes, its data has {}",
+                data.len()
+            )));
+        }
+        StateChange::Ranges {
+            value_bytes,
+            ranges,
+            data,
+        }
+    };
+    Ok(StateUpdate {
+        user: text(root.get_user())?,
+        key: root.get_key()?.to_vec(),
+        change,
     })
 }
 
@@ -1166,6 +1284,52 @@ mod tests {
             other => panic!("expected BadMessage, got {other:?}"),
         }
         Ok(())
+    }
+
+    #[test]
+    fn state_updates_with_ranges_that_do_not_fit_are_refused() {
+        // (offsets, lens, value bytes, data bytes, append) and what the
+        // refusal must say.
+        type Case = (&'static [u64], &'static [u64], u64, usize, bool, &'static str);
+        let cases: [Case; 5] = [
+            (&[0, 10], &[4], 100, 4, false, "2 offsets and 1 lengths"),
+            (&[98], &[4], 100, 4, false, "outside the value's 100 bytes"),
+            (&[u64::MAX], &[2], u64::MAX, 2, false, "outside the value"),
+            (
+                &[0, 50],
+                &[4, 4],
+                100,
+                7,
+                false,
+                "add up to 8 bytes, its data has 7",
+            ),
+            (&[0], &[1], 0, 1, true, "appends and also names ranges"),
+        ];
+        for (offsets, lens, value_bytes, data, append, says) in cases {
+            let mut builder = Builder::new_default();
+            {
+                let mut root = builder.init_root::<wire::state_update::Builder>();
+                root.set_user("u");
+                root.set_key(b"k");
+                root.set_append(append);
+                root.set_value_bytes(value_bytes);
+                let mut out = root.reborrow().init_offsets(offsets.len() as u32);
+                for (i, offset) in offsets.iter().enumerate() {
+                    out.set(i as u32, *offset);
+                }
+                let mut out = root.reborrow().init_lens(lens.len() as u32);
+                for (i, len) in lens.iter().enumerate() {
+                    out.set(i as u32, *len);
+                }
+                root.set_data(&vec![1u8; data]);
+            }
+            match decode_built(MessageKind::StateUpdate, &builder) {
+                Err(TransportError::BadMessage { reason, .. }) => {
+                    assert!(reason.contains(says), "{reason} (expected: {says})")
+                }
+                other => panic!("expected BadMessage ({says}), got {other:?}"),
+            }
+        }
     }
 
     #[test]

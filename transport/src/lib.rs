@@ -53,7 +53,8 @@ pub use frame::{Frame, FrameFlags, FrameHeader, FRAME_MAGIC, FRAME_VERSION};
 pub use link::{tcp_notices, Link, LinkKind, LinkOffer};
 pub use message::{
     Capabilities, Done, ErrorCode, Global, Hello, Message, MessageKind, ModuleHash, ModuleUpload,
-    ObjectEntry, Offer, PageSet, Pages, RdmaEndpoint, Store, PAGE_BYTES, PROTOCOL_VERSION,
+    ObjectEntry, Offer, PageSet, Pages, RdmaEndpoint, StateChange, StateUpdate, Store, PAGE_BYTES,
+    PROTOCOL_VERSION,
 };
 pub use pool::{Peer, PeerPool};
 pub use server::serve;

@@ -92,6 +92,32 @@ pub enum Message {
         /// Whether there was an object to remove.
         found: bool,
     },
+    /// Changes a state value in place where it is stored, under that
+    /// node's lock for it; answered with [`Message::ObjectWritten`].
+    StateUpdate(StateUpdate),
+}
+
+/// A change to one state value, applied by the node that stores it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StateUpdate {
+    pub user: String,
+    pub key: Vec<u8>,
+    pub change: StateChange,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StateChange {
+    /// Writes `data`, cut into `ranges` (offset, length) in order, over
+    /// the value, first growing it with zeros to `value_bytes` if shorter.
+    /// The decoder checks that the lengths add up to `data` and that every
+    /// range lies inside `value_bytes`.
+    Ranges {
+        value_bytes: u64,
+        ranges: Vec<(u64, u64)>,
+        data: Bytes,
+    },
+    /// Puts `data` at the value's end (a missing value is empty).
+    Append(Bytes),
 }
 
 /// Which of a storage node's stores an object request addresses; a peer
@@ -126,11 +152,12 @@ pub enum MessageKind {
     ObjectListing = 15,
     ObjectDelete = 16,
     ObjectDeleted = 17,
+    StateUpdate = 18,
 }
 
 impl MessageKind {
     /// Every kind in wire order; the check below keeps the numbers dense.
-    pub const ALL: [MessageKind; 17] = [
+    pub const ALL: [MessageKind; 18] = [
         MessageKind::Hello,
         MessageKind::Offer,
         MessageKind::Accept,
@@ -148,6 +175,7 @@ impl MessageKind {
         MessageKind::ObjectListing,
         MessageKind::ObjectDelete,
         MessageKind::ObjectDeleted,
+        MessageKind::StateUpdate,
     ];
 
     pub fn from_wire(value: u8) -> Option<MessageKind> {
@@ -176,6 +204,7 @@ impl MessageKind {
             MessageKind::ObjectListing => "ObjectListing",
             MessageKind::ObjectDelete => "ObjectDelete",
             MessageKind::ObjectDeleted => "ObjectDeleted",
+            MessageKind::StateUpdate => "StateUpdate",
         }
     }
 }
@@ -211,6 +240,7 @@ impl Message {
             Message::ObjectListing { .. } => MessageKind::ObjectListing,
             Message::ObjectDelete { .. } => MessageKind::ObjectDelete,
             Message::ObjectDeleted { .. } => MessageKind::ObjectDeleted,
+            Message::StateUpdate(_) => MessageKind::StateUpdate,
         }
     }
 

@@ -5,7 +5,8 @@ use bytes::Bytes;
 
 use crate::message::{
     Capabilities, Done, ErrorCode, Global, Hello, Message, MessageKind, ModuleUpload, ObjectEntry,
-    Offer, PageSet, Pages, RdmaEndpoint, Store, PAGE_BYTES, PROTOCOL_VERSION,
+    Offer, PageSet, Pages, RdmaEndpoint, StateChange, StateUpdate, Store, PAGE_BYTES,
+    PROTOCOL_VERSION,
 };
 
 /// `count` pages at indices 3, 5, 7, ..., page `i` filled with byte `i + 1`
@@ -167,6 +168,20 @@ pub fn every_kind() -> Vec<Message> {
             store: Store::State,
         },
         Message::ObjectDeleted { found: true },
+        Message::StateUpdate(StateUpdate {
+            user: "demo".into(),
+            key: b"weights".to_vec(),
+            change: StateChange::Ranges {
+                value_bytes: 4096,
+                ranges: vec![(0, 3), (4000, 96)],
+                data: Bytes::from(vec![3u8; 99]),
+            },
+        }),
+        Message::StateUpdate(StateUpdate {
+            user: "demo".into(),
+            key: b"log\0appended".to_vec(),
+            change: StateChange::Append(Bytes::from_static(b"one more line")),
+        }),
     ];
     debug_assert!(MessageKind::ALL
         .iter()
