@@ -28,4 +28,5 @@ pub mod peers;
 pub mod registry;
 pub mod shard;
 pub mod slots;
+pub mod state_store;
 pub mod stores;

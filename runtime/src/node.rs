@@ -35,7 +35,8 @@ pub fn run(config: Config) -> Result<()> {
             cores.len(),
             crate::host::add_to_linker,
         )?
-        .with_sandbox(&config.data_dir.join("faasm"))?,
+        .with_sandbox(&config.data_dir.join("faasm"))?
+        .with_after_call(crate::host::write_back),
     );
     let (registry, stale) = Registry::open(config.data_dir.join("functions"), &executor)?;
     let store_config = |dir: &str| StoreConfig {

@@ -16,7 +16,7 @@ use bytes::Bytes;
 
 use crate::config::PeerNode;
 use ferry_storage::{LocalPlacement, ObjectInfo, ObjectStore, StorageError};
-use ferry_transport::{Message, PeerPool, Store, TransportError};
+use ferry_transport::{Message, PeerPool, StateChange, StateUpdate, Store, TransportError};
 
 /// What an object operation can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -236,6 +236,25 @@ impl Objects {
 }
 
 impl RemoteObjects {
+    /// Has the storage node that holds state value (user, key) apply
+    /// `change` to it (`state_store::apply` there); the value's size after.
+    pub async fn update_state(
+        &self,
+        user: &str,
+        key: &[u8],
+        change: StateChange,
+    ) -> Result<u64, ObjectError> {
+        let message = Message::StateUpdate(StateUpdate {
+            user: user.to_owned(),
+            key: key.to_vec(),
+            change,
+        });
+        match self.request(user, key, &message).await? {
+            Message::ObjectWritten { object_bytes } => Ok(object_bytes),
+            other => Err(self.unexpected(user, key, other).await),
+        }
+    }
+
     /// The storage node that holds (user, key).
     pub(crate) async fn node_for(&self, user: &str, key: &[u8]) -> Result<&PeerNode, ObjectError> {
         let location = self.placement.locate(user, key).await?;

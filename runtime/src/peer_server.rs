@@ -11,12 +11,14 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+use crate::exec::call_state::StateLocks;
 use crate::limits::{
     PEER_CHUNK_BYTES_MAX, PEER_STREAMS_MAX as STREAMS_MAX,
     PEER_STREAM_IDLE_MS_MAX as STREAM_IDLE_MS_MAX,
 };
 use crate::objects::{ObjectError, Objects};
 use crate::shard::LocalShard;
+use crate::state_store::{self, StateWriteError};
 use ferry_storage::{PutStream, StorageError};
 use ferry_transport::{ErrorCode, Message, Store};
 
@@ -113,10 +115,29 @@ async fn answer_peer(shard: &Rc<LocalShard>, writes: &Rc<Writes>, message: Messa
             },
             Err(error) => Message::error(ErrorCode::Internal, error.to_string()),
         },
+        Message::ObjectDelete {
+            user,
+            key,
+            store: Store::State,
+        } => {
+            let locks = shard.node.executor.state_locks();
+            match state_store::delete(shard.state(), locks, &user, &key).await {
+                Ok(found) => Message::ObjectDeleted { found },
+                Err(error) => state_error(error),
+            }
+        }
         Message::ObjectDelete { user, key, store } => {
             match store_of(shard, store).delete(&user, &key).await {
                 Ok(found) => Message::ObjectDeleted { found },
                 Err(error) => object_error(error),
+            }
+        }
+        Message::StateUpdate(update) => {
+            let locks = shard.node.executor.state_locks();
+            let (user, key) = (&update.user, &update.key);
+            match state_store::apply(shard.state(), locks, user, key, &update.change).await {
+                Ok(object_bytes) => Message::ObjectWritten { object_bytes },
+                Err(error) => state_error(error),
             }
         }
         Message::ObjectWrite {
@@ -130,11 +151,18 @@ async fn answer_peer(shard: &Rc<LocalShard>, writes: &Rc<Writes>, message: Messa
         } => {
             let objects = store_of(shard, store);
             if offset == 0 && total_bytes == data.len() as u64 {
-                match objects.put(&user, &key, &data).await {
+                let written = match store {
+                    Store::State => {
+                        let locks = shard.node.executor.state_locks();
+                        state_store::put(objects, locks, &user, &key, &data).await
+                    }
+                    Store::Objects => objects.put(&user, &key, &data).await.map_err(Into::into),
+                };
+                match written {
                     Ok(()) => Message::ObjectWritten {
                         object_bytes: data.len() as u64,
                     },
-                    Err(error) => object_error(error),
+                    Err(error) => state_error(error),
                 }
             } else {
                 let chunk = Chunk {
@@ -146,7 +174,9 @@ async fn answer_peer(shard: &Rc<LocalShard>, writes: &Rc<Writes>, message: Messa
                     write_id,
                     store,
                 };
-                writes.chunk(objects, chunk).await
+                writes
+                    .chunk(objects, shard.node.executor.state_locks(), chunk)
+                    .await
             }
         }
         Message::Offer(offer) => crate::funclet::serve::answer_offer(shard, offer).await,
@@ -167,6 +197,17 @@ fn object_error(error: ObjectError) -> Message {
             | StorageError::KeyTooLong { .. }
             | StorageError::BadUser { .. }),
         ) => Message::error(ErrorCode::BadRequest, error.to_string()),
+        error => Message::error(ErrorCode::Internal, error.to_string()),
+    }
+}
+
+/// A state write's refusal (or a store's) as a transport error.
+fn state_error(error: StateWriteError) -> Message {
+    match error {
+        StateWriteError::Store(error) => object_error(error),
+        error @ StateWriteError::TooLarge { .. } => {
+            Message::error(ErrorCode::BadRequest, error.to_string())
+        }
         error => Message::error(ErrorCode::Internal, error.to_string()),
     }
 }
@@ -200,7 +241,12 @@ struct OpenWrite {
 }
 
 impl Writes {
-    async fn chunk(self: &Rc<Self>, objects: &Objects, chunk: Chunk) -> Message {
+    async fn chunk(
+        self: &Rc<Self>,
+        objects: &Objects,
+        shard_locks: &StateLocks,
+        chunk: Chunk,
+    ) -> Message {
         let Chunk {
             user,
             key,
@@ -271,6 +317,22 @@ impl Writes {
         }
         open.written += data.len() as u64;
         if open.written == open.total_bytes {
+            // A state value is published under its apply lock, as every
+            // other write to it.
+            let locks = match open.store {
+                Store::State => match shard_locks.locks_for(&open.user, &open.key) {
+                    Ok(locks) => Some(locks),
+                    Err(error) => {
+                        open.stream.abort().await;
+                        return Message::error(ErrorCode::Internal, error.to_string());
+                    }
+                },
+                Store::Objects => None,
+            };
+            let _apply = match &locks {
+                Some(locks) => Some(locks.apply.lock().await),
+                None => None,
+            };
             return match open.stream.finish().await {
                 Ok(()) => Message::ObjectWritten {
                     object_bytes: total_bytes,

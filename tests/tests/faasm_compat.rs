@@ -120,6 +120,25 @@ fn sandboxed_filesystem() -> Result<()> {
     ))?;
     assert_eq!(reply.text(), report("(none)", "theirs"));
     check(&node, "files", "fourth", 200, &report("third", "fourth"))?;
+    // faasm:// files are the user's objects under `faasm/`: what a call
+    // wrote is there once it returns, and an object put there is what the
+    // next call opens.
+    let object = "/o/test/faasm/some_dir/shared.txt";
+    let stored = node.get(&node.upload, object)?;
+    assert_eq!((stored.status, stored.text().as_str()), (200, "fourth"));
+    let put = node.put(&node.upload, object, b"from the object store\n")?;
+    assert_eq!(put.status, 200, "{}", put.text());
+    check(
+        &node,
+        "files",
+        "fifth",
+        200,
+        &report("from the object store", "fifth"),
+    )?;
+    assert_eq!(node.get(&node.upload, object)?.text(), "fifth");
+    // An object removed is a file gone at the next open.
+    assert_eq!(node.delete(&node.upload, object)?.status, 200);
+    check(&node, "files", "sixth", 200, &report("(none)", "sixth"))?;
     // The node's own files never reached the guest: nothing outside the
     // data directory's sandbox was written.
     let host_passwd = std::fs::read_to_string("/etc/passwd")?;
@@ -200,6 +219,14 @@ fn state_api() -> Result<()> {
             );
         }
         ok(&format!("read {lk}"), "6:locked")?;
+        // A file of the call's sandbox becomes a value (its size back);
+        // a path out of the sandbox is refused with -1.
+        let ff = format!("{function}_file");
+        ok(&format!("fromfile {ff} filebytes"), "9:filebytes escape=-1")?;
+        assert_eq!(
+            node.get(&node.upload, &format!("/s/test/{ff}"))?.text(),
+            "filebytes"
+        );
         // Sizes and pointers are checked like every other guest argument.
         for (input, reason) in [
             (

@@ -18,6 +18,8 @@
  *   oob K          read_state into a buffer outside memory (traps)
  *   huge K         write_state of 128 MiB (traps on the size cap)
  *   chunk K        read_state_offset_ptr past the value's size (traps)
+ *   fromfile K T   writes T to /tmp/from.txt, write_state_from_file(K, it),
+ *                  then from "../../../../etc/passwd"    -> "<size>:<value> escape=<ret>"
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -61,6 +63,8 @@ FAASM_IMPORT("__faasm_flag_state_offset_dirty")
 void __faasm_flag_state_offset_dirty(const char *key, int32_t total, int32_t offset, int32_t len);
 FAASM_IMPORT("__faasm_flag_state_dirty")
 void __faasm_flag_state_dirty(const char *key, int32_t total);
+FAASM_IMPORT("__faasm_write_state_from_file")
+int32_t __faasm_write_state_from_file(const char *key, const char *path);
 
 #define VALUE_BYTES 7
 
@@ -170,6 +174,18 @@ int main(void) {
     } else if (strcmp(op, "chunk") == 0) {
         __faasm_read_state_offset_ptr(key, VALUE_BYTES, 5, 3);
         out("chunk past the end");
+    } else if (strcmp(op, "fromfile") == 0 && arg != NULL) {
+        FILE *f = fopen("/tmp/from.txt", "w");
+        if (f == NULL || fputs(arg, f) < 0 || fclose(f) != 0) {
+            out("could not write /tmp/from.txt");
+            return 1;
+        }
+        int32_t size = __faasm_write_state_from_file(key, "/tmp/from.txt");
+        int32_t escape = __faasm_write_state_from_file(key, "../../../../etc/passwd");
+        char value[128] = {0};
+        __faasm_read_state(key, value, sizeof(value) - 1);
+        snprintf(buf, sizeof(buf), "%d:%s escape=%d", size, value, escape);
+        out(buf);
     } else {
         out("unknown op");
         return 1;

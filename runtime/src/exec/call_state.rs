@@ -5,7 +5,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use futures::lock::{Mutex as AsyncMutex, OwnedMutexGuard};
+use futures::lock::Mutex as AsyncMutex;
+use tokio::sync::{OwnedRwLockReadGuard, OwnedRwLockWriteGuard, RwLock};
 use wasmtime::{format_err as anyhow, Result};
 
 /// Per-key locks kept before the unused ones are dropped.
@@ -14,28 +15,55 @@ const LOCKS_KEPT_MAX: usize = 10_000;
 /// A state value's name: user and key.
 type UserKey = (Arc<str>, Vec<u8>);
 
-/// The node's per-key state locks, shared by every shard. They stay this
-/// node's alone on a cluster whose state values live on storage nodes:
-/// they order this node's calls, not those of other compute nodes.
+/// One key's two locks.
+///
+/// - `guest`: what `__faasm_lock_state_read` (shared) and
+///   `__faasm_lock_state_write` (exclusive) take, held until the unlock or
+///   the call's end. As Faasm's, these are the node's own: they order the
+///   calls on this node, not those of other nodes.
+/// - `apply`: held by the node that stores the value while it reads,
+///   changes and writes back an update (an offset write, a partial push,
+///   an append) or writes it whole, never across guest code; so updates
+///   from every node apply one at a time and none loses another's bytes.
+#[derive(Clone, Default)]
+pub struct KeyLocks {
+    pub(crate) guest: Arc<RwLock<()>>,
+    pub(crate) apply: Arc<AsyncMutex<()>>,
+}
+
+impl KeyLocks {
+    fn in_use(&self) -> bool {
+        Arc::strong_count(&self.guest) > 1 || Arc::strong_count(&self.apply) > 1
+    }
+}
+
+/// The node's per-key state locks, shared by every shard.
 #[derive(Default)]
 pub struct StateLocks {
-    keys: Mutex<HashMap<UserKey, Arc<AsyncMutex<()>>>>,
+    keys: Mutex<HashMap<UserKey, KeyLocks>>,
 }
 
 impl StateLocks {
-    pub(crate) fn lock_for(&self, user: &Arc<str>, key: &[u8]) -> Result<Arc<AsyncMutex<()>>> {
+    pub(crate) fn locks_for(&self, user: &str, key: &[u8]) -> Result<KeyLocks> {
         let mut keys = self
             .keys
             .lock()
             .map_err(|_| anyhow!("the state lock table is poisoned"))?;
         if keys.len() >= LOCKS_KEPT_MAX {
-            keys.retain(|_, lock| Arc::strong_count(lock) > 1);
+            keys.retain(|_, locks| locks.in_use());
         }
         Ok(keys
-            .entry((user.clone(), key.to_vec()))
+            .entry((Arc::from(user), key.to_vec()))
             .or_default()
             .clone())
     }
+}
+
+/// A guest's hold on a key's lock.
+/// The guards are held for what they keep locked, never read.
+pub(crate) enum GuestLock {
+    Read { _guard: OwnedRwLockReadGuard<()> },
+    Write { _guard: OwnedRwLockWriteGuard<()> },
 }
 
 /// A state value mapped into linear memory, and the ranges of it the guest
@@ -53,7 +81,7 @@ pub struct CallState {
     /// Every value mapped in this call.
     pub(crate) maps: Vec<Mapped>,
     /// Locks this call holds, released at unlock or when the call ends.
-    pub(crate) locks: Vec<(Vec<u8>, OwnedMutexGuard<()>)>,
+    pub(crate) locks: Vec<(Vec<u8>, GuestLock)>,
 }
 
 impl CallState {

@@ -8,7 +8,7 @@
 
 pub mod call_state;
 pub mod rewrite;
-mod sandbox;
+pub(crate) mod sandbox;
 pub mod zygote;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -145,7 +145,7 @@ pub struct CallCtx {
     stdout: MemoryOutputPipe,
     stderr: MemoryOutputPipe,
     /// The call's own directories, removed when the call's store goes.
-    _dirs: Option<sandbox::CallDirs>,
+    pub(crate) dirs: Option<sandbox::CallDirs>,
     /// Why the call's environment could not be set up; the call fails with it.
     setup_error: Option<String>,
     /// The state values this call mapped and the state locks it holds.
@@ -215,6 +215,12 @@ impl ResourceLimiter for CallCtx {
     }
 }
 
+/// Work on a call's store once its entry returned normally.
+pub type AfterCall =
+    for<'a> fn(
+        &'a mut Store<CallCtx>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + 'a>>;
+
 /// The node's executor: engine, base linker and limits.
 pub struct Executor {
     pub engine: Engine,
@@ -223,6 +229,8 @@ pub struct Executor {
     sandbox: Option<sandbox::Sandbox>,
     /// Faasm state's per-key locks, node-wide (host/state.rs).
     state_locks: Arc<call_state::StateLocks>,
+    /// Work after a call's entry returned normally, before its result.
+    after_call: Option<AfterCall>,
     pub limits: Limits,
     /// Linear memory every call holds, against the node's budget.
     pub memory: Arc<NodeMemory>,
@@ -272,12 +280,26 @@ impl Executor {
             linker,
             sandbox: None,
             state_locks: Arc::default(),
+            after_call: None,
             memory: Arc::new(NodeMemory {
                 held: AtomicU64::new(0),
                 max_bytes: limits.node_memory_bytes_max,
             }),
             limits,
         })
+    }
+
+    /// Runs `after` when a call's entry has returned normally (or exited
+    /// through `proc_exit`); an error from it fails the call (host/files.rs
+    /// writes shared files back).
+    pub fn with_after_call(mut self, after: AfterCall) -> Executor {
+        self.after_call = Some(after);
+        self
+    }
+
+    /// Faasm state's per-key locks, node-wide.
+    pub fn state_locks(&self) -> &call_state::StateLocks {
+        &self.state_locks
     }
 
     /// Gives every call the sandboxed filesystem kept under `dir`.
@@ -357,7 +379,7 @@ impl Executor {
             funclets_here: 0,
             stdout,
             stderr,
-            _dirs: dirs,
+            dirs,
             state: call_state::CallState::new(self.state_locks.clone()),
             setup_error,
         };
@@ -388,6 +410,18 @@ impl Executor {
         let outcome = match glommio::timer::timeout(remaining, async { Ok(run.await) }).await {
             Ok(outcome) => outcome,
             Err(_) => Err(anyhow!("deadline exceeded")),
+        };
+        // A call ends normally by returning or through `proc_exit`.
+        let normal = match &outcome {
+            Ok(_) => true,
+            Err(error) => error.downcast_ref::<wasmtime_wasi::I32Exit>().is_some(),
+        };
+        let outcome = match self.after_call {
+            Some(after) if normal => match after(&mut store).await {
+                Ok(()) => outcome,
+                Err(error) => Err(error),
+            },
+            _ => outcome,
         };
         finish(store, outcome, started)
     }

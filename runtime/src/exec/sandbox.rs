@@ -83,6 +83,9 @@ const ROOT_FILES: [(&str, &str); 4] = [
     ("etc/group", "root:x:0:\nfaasm:x:1000:\n"),
 ];
 
+/// The descriptor of the shared-files preopen (the third, see `preopen`).
+pub const SHARED_FD: u32 = 5;
+
 /// The guest name of the shared-files preopen: `faasm://x` is, to wasi-libc
 /// with cwd `/`, the path `/faasm://x`, inside preopen `/faasm:`.
 pub const SHARED_PREOPEN: &str = "/faasm:";
@@ -241,11 +244,14 @@ impl Sandbox {
             .calls
             .take()
             .with_context(|| format!("making a call directory in {}", self.calls.dir.display()))?;
+        let shared = self.shared.join(user_dir(user));
         let guard = CallDirs {
             path: call.clone(),
             finished: self.calls.finished.lock().ok().map(|f| f.clone()),
+            shared: shared.clone(),
+            etc: self.etc.clone(),
+            shared_written: Vec::new(),
         };
-        let shared = self.shared.join(user_dir(user));
         let made = self.shared_made.lock().is_ok_and(|m| m.contains(user));
         if !made {
             std::fs::create_dir_all(&shared)
@@ -281,6 +287,61 @@ fn user_dir(user: &str) -> String {
 pub struct CallDirs {
     path: PathBuf,
     finished: Option<mpsc::Sender<PathBuf>>,
+    /// The user's shared files on this node (`faasm://`).
+    pub(crate) shared: PathBuf,
+    /// The read-only root files (`/etc`).
+    etc: PathBuf,
+    /// Shared files (paths inside `shared`) this call opened to write:
+    /// written back to the object store when it ends (host/files.rs).
+    pub(crate) shared_written: Vec<String>,
+}
+
+impl CallDirs {
+    /// What reads the call's files off the shard's thread.
+    pub fn reader(&self) -> GuestFiles {
+        GuestFiles {
+            call: self.path.clone(),
+            etc: self.etc.clone(),
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+/// The directories a call's guest paths resolve in.
+pub struct GuestFiles {
+    call: PathBuf,
+    etc: PathBuf,
+    shared: PathBuf,
+}
+
+impl GuestFiles {
+    /// Reads at most `max` bytes of the file a guest names by `path`, as
+    /// its own `open` would resolve it: `faasm://P` in the shared files,
+    /// `/etc/P` in the root files, any other path in the call's directory
+    /// (its `/` and working directory). The lookup stays inside that
+    /// directory (cap-primitives, as WASI's own): `..` past it, absolute
+    /// symlinks and symlinks out of it fail. Err: the errno-style reason.
+    pub fn read(&self, path: &str, max: u64) -> std::io::Result<Vec<u8>> {
+        use std::io::Read as _;
+        let (dir, inside) = if let Some(rest) = path.strip_prefix("faasm://") {
+            (&self.shared, rest)
+        } else if let Some(rest) = path.strip_prefix("/etc/") {
+            (&self.etc, rest)
+        } else {
+            (&self.call, path)
+        };
+        let inside = inside.trim_start_matches('/');
+        let start = std::fs::File::open(dir)?;
+        let mut options = cap_primitives::fs::OpenOptions::new();
+        options.read(true);
+        let file = cap_primitives::fs::open(&start, Path::new(inside), &options)?;
+        let mut bytes = Vec::new();
+        file.take(max + 1).read_to_end(&mut bytes)?;
+        if bytes.len() as u64 > max {
+            return Err(std::io::Error::other(format!("over {max} bytes")));
+        }
+        Ok(bytes)
+    }
 }
 
 impl Drop for CallDirs {

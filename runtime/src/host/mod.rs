@@ -8,6 +8,7 @@
 
 mod chain;
 mod env;
+mod files;
 #[doc(hidden)]
 pub mod guest; // public for the fuzz target only
 mod io;
@@ -26,5 +27,8 @@ pub fn add_to_linker(linker: &mut Linker<CallCtx>) -> Result<()> {
     libc::add(linker)?;
     env::add(linker)?;
     state::add(linker)?;
+    files::add(linker)?;
     Ok(())
 }
+
+pub use files::write_back;

@@ -17,17 +17,22 @@
 //! flagged dirty since the last push (`flag_state_dirty`,
 //! `flag_state_offset_dirty`), `push_state_partial_mask` the bytes whose
 //! byte in a mask value is non-zero; partial pushes write over the
-//! store's value under the key's lock, so others' writes to the rest stay.
-//! `pull_state` refreshes the mapping from the store. Appended state is a second value beside the key,
-//! the appended bytes one after another.
+//! store's value, so others' writes to the rest stay. `pull_state`
+//! refreshes the mapping from the store. Appended state is a second value
+//! beside the key, the appended bytes one after another.
 //!
-//! `lock_state_read` / `lock_state_write` take the key's node-wide lock
-//! (one lock: readers are exclusive too) until the matching unlock or the
-//! call's end; read-modify-writes (`write_state_offset`, `append_state`)
-//! take it too unless the call already holds it. The lock table is this
-//! node's alone, also on a cluster: calls on two compute nodes do not
-//! exclude each other, so their read-modify-writes of one key may
-//! interleave and one may lose the other's bytes.
+//! Updates (`write_state_offset`, partial pushes, `append_state`) are
+//! applied by the node that stores the value, under its apply lock for the
+//! value (`state_store.rs`; over the transport, one `StateUpdate` message
+//! each), as a Faasm master host applies the chunks others push: updates
+//! from any nodes to one value never lose each other's bytes. A partial
+//! push of more than [`UPDATE_RANGES_MAX`] ranges or [`UPDATE_BYTES_MAX`]
+//! bytes is applied in parts of that size, each whole.
+//!
+//! `lock_state_read` (shared) / `lock_state_write` (exclusive) take the
+//! key's lock on this node until the matching unlock or the call's end.
+//! As Faasm's, they are each node's own: they order the calls of one node,
+//! not those of two compute nodes.
 //!
 //! Every size is checked: a key is at most [`STATE_KEY_BYTES_MAX`] bytes, a
 //! value at most [`STATE_VALUE_BYTES_MAX`], offsets and lengths inside the
@@ -35,21 +40,30 @@
 //! argument or a store error traps the call with a message naming the
 //! import.
 
-use futures::lock::OwnedMutexGuard;
+use bytes::Bytes;
+use ferry_transport::StateChange;
 use wasmtime::{bail, format_err as anyhow, Result};
 use wasmtime::{Caller, Linker};
 
 use super::guest::{guest_range, memory, on_shard, read_bytes, read_cstr, write_bytes};
-use crate::exec::call_state::Mapped;
+use crate::exec::call_state::{GuestLock, Mapped};
 use crate::exec::CallCtx;
 use crate::limits::{STATE_KEY_BYTES_MAX, STATE_VALUE_BYTES_MAX, WASM_PAGE_BYTES};
+use crate::objects::Objects;
 use crate::shard::LocalShard;
+use crate::state_store::{self, StateWriteError};
 
 /// Appended state is stored under the key followed by this suffix: a NUL
 /// no guest key can contain.
 const APPENDED_SUFFIX: &[u8] = b"\0appended";
+/// Longest file path `write_state_from_file` takes (Linux's PATH_MAX).
+const PATH_BYTES_MAX: usize = 4096;
 /// Dirty ranges one mapping keeps; past it the whole mapping is dirty.
 const DIRTY_RANGES_MAX: usize = 1024;
+/// Ranges and bytes of one update message; a larger partial push is
+/// applied in parts.
+const UPDATE_RANGES_MAX: usize = 4096;
+const UPDATE_BYTES_MAX: usize = 16 << 20;
 
 pub(super) fn add(linker: &mut Linker<CallCtx>) -> Result<()> {
     macro_rules! wrap {
@@ -103,6 +117,11 @@ pub(super) fn add(linker: &mut Linker<CallCtx>) -> Result<()> {
     wrap!("__faasm_unlock_state_write", (key), unlock_state);
     wrap!("__faasm_flag_state_dirty", (key, total), flag_state_dirty);
     wrap!(
+        "__faasm_write_state_from_file",
+        (key, path),
+        write_state_from_file
+    );
+    wrap!(
         "__faasm_flag_state_offset_dirty",
         (key, total, offset, len),
         flag_state_offset_dirty
@@ -155,11 +174,35 @@ async fn save(user: &str, key: &[u8], bytes: &[u8], import: &str) -> Result<()> 
         );
     }
     let shard = LocalShard::current(import)?;
-    shard
-        .state()
-        .put(user, key, bytes)
-        .await
-        .map_err(|e| anyhow!("env::{import}: writing state {}: {e}", display(key)))
+    let written = match shard.state() {
+        remote @ Objects::Remote(_) => remote
+            .put(user, key, bytes)
+            .await
+            .map_err(StateWriteError::from),
+        local => {
+            let locks = shard.node.executor.state_locks();
+            state_store::put(local, locks, user, key, bytes).await
+        }
+    };
+    written.map_err(|e| anyhow!("env::{import}: writing state {}: {e}", display(key)))
+}
+
+/// Applies `change` to (user, key) where the value is stored.
+async fn update(user: &str, key: &[u8], change: StateChange, import: &str) -> Result<()> {
+    let shard = LocalShard::current(import)?;
+    let updated = match shard.state() {
+        Objects::Remote(remote) => remote
+            .update_state(user, key, change)
+            .await
+            .map_err(StateWriteError::from),
+        local => {
+            let locks = shard.node.executor.state_locks();
+            state_store::apply(local, locks, user, key, &change).await
+        }
+    };
+    updated
+        .map(drop)
+        .map_err(|e| anyhow!("env::{import}: updating state {}: {e}", display(key)))
 }
 
 /// Copies `bytes` into the key's mapping in this call, if there is one
@@ -192,19 +235,6 @@ async fn current(caller: &mut Caller<'_, CallCtx>, key: &[u8], import: &str) -> 
     Ok(load(&user, key, import).await?.unwrap_or_default())
 }
 
-/// The key's lock for a read-modify-write, unless the call holds it.
-async fn rmw_lock(
-    caller: &mut Caller<'_, CallCtx>,
-    key: &[u8],
-) -> Result<Option<OwnedMutexGuard<()>>> {
-    let state = &caller.data().state;
-    if state.holds(key) {
-        return Ok(None);
-    }
-    let lock = state.locks_table.lock_for(&caller.data().spec.user, key)?;
-    Ok(Some(lock.lock_owned().await))
-}
-
 // ---- imports ------------------------------------------------------------
 
 async fn write_state(
@@ -235,11 +265,12 @@ async fn write_state_offset(
     let (offset, len) = chunk(total, offset, len, import)?;
     let bytes = read_bytes(caller, data, len as i32, import)?;
     let user = caller.data().spec.user.clone();
-    let _lock = rmw_lock(caller, &key).await?;
-    let mut value = load(&user, &key, import).await?.unwrap_or_default();
-    value.resize(value.len().max(total as usize), 0);
-    value[offset..offset + len].copy_from_slice(&bytes);
-    save(&user, &key, &value, import).await?;
+    let change = StateChange::Ranges {
+        value_bytes: total as u64,
+        ranges: vec![(offset as u64, len as u64)],
+        data: Bytes::copy_from_slice(&bytes),
+    };
+    update(&user, &key, change, import).await?;
     if let Some((addr, map_len)) = caller.data().state.mapping(&key) {
         // Only the chunk: the rest of the mapping may hold unpushed writes.
         if offset + len <= map_len as usize {
@@ -362,10 +393,10 @@ async fn push_state(caller: &mut Caller<'_, CallCtx>, import: &str, key: i32) ->
     Ok(())
 }
 
-/// Writes the byte ranges of the key's mapping that `ranges` names over
-/// the store's value (read-modify-write under the key's lock): a partial
-/// push. One copy per range, so a push costs the bytes it moves, not
-/// bytes x ranges.
+/// Writes the byte ranges (start, end) of the key's mapping that `ranges`
+/// names over the stored value: a partial push, applied where the value
+/// is stored (in parts of at most [`UPDATE_RANGES_MAX`] ranges and
+/// [`UPDATE_BYTES_MAX`] bytes). Each range's bytes are copied once.
 async fn push_bytes(
     caller: &mut Caller<'_, CallCtx>,
     key: &[u8],
@@ -377,16 +408,33 @@ async fn push_bytes(
     };
     let mapped = read_bytes(caller, addr as i32, len as i32, import)?;
     let user = caller.data().spec.user.clone();
-    let _lock = rmw_lock(caller, key).await?;
-    let mut value = load(&user, key, import).await?.unwrap_or_default();
-    value.resize(value.len().max(mapped.len()), 0);
-    for &(start, end) in ranges {
+    let mut part: Vec<(u64, u64)> = Vec::new();
+    let mut data: Vec<u8> = Vec::new();
+    let pieces = ranges.iter().flat_map(|&(start, end)| {
+        // A range over the part's byte budget is cut into pieces that fit.
         let end = end.min(mapped.len());
-        if start < end {
-            value[start..end].copy_from_slice(&mapped[start..end]);
+        (start..end)
+            .step_by(UPDATE_BYTES_MAX)
+            .map(move |at| (at, end.min(at + UPDATE_BYTES_MAX)))
+    });
+    for (start, end) in pieces {
+        if part.len() == UPDATE_RANGES_MAX || data.len() + (end - start) > UPDATE_BYTES_MAX {
+            let change = StateChange::Ranges {
+                value_bytes: mapped.len() as u64,
+                ranges: std::mem::take(&mut part),
+                data: Bytes::from(std::mem::take(&mut data)),
+            };
+            update(&user, key, change, import).await?;
         }
+        part.push((start as u64, (end - start) as u64));
+        data.extend_from_slice(&mapped[start..end]);
     }
-    save(&user, key, &value, import).await
+    let change = StateChange::Ranges {
+        value_bytes: mapped.len() as u64,
+        ranges: part,
+        data: Bytes::from(data),
+    };
+    update(&user, key, change, import).await
 }
 
 /// Pushes the ranges flagged dirty since the last push (Faasm's
@@ -469,11 +517,48 @@ async fn append_state(
     value_len(len, import)?;
     let bytes = read_bytes(caller, data, len, import)?;
     let user = caller.data().spec.user.clone();
-    let _lock = rmw_lock(caller, &key).await?;
-    let appended = appended_key(&key);
-    let mut value = load(&user, &appended, import).await?.unwrap_or_default();
-    value.extend_from_slice(&bytes);
-    save(&user, &appended, &value, import).await
+    let change = StateChange::Append(Bytes::from(bytes));
+    update(&user, &appended_key(&key), change, import).await
+}
+
+/// Writes the whole of a file the guest names (resolved in its sandbox, as
+/// its own `open` would) as the key's value; returns the file's size, as
+/// Faasm does, or -1 with the reason in the call's log when it cannot be
+/// read (no filesystem for this module, no such file, a path out of the
+/// sandbox, over the state value cap).
+async fn write_state_from_file(
+    caller: &mut Caller<'_, CallCtx>,
+    import: &str,
+    key: i32,
+    path: i32,
+) -> Result<i32> {
+    let key = read_key(caller, key, import)?;
+    let path = read_cstr(caller, path, PATH_BYTES_MAX, import)?;
+    let read = match caller.data().dirs.as_ref().map(|d| d.reader()) {
+        // File I/O runs on the shard's blocking pool, not its thread.
+        Some(reader) => {
+            let path = path.clone();
+            glommio::executor()
+                .spawn_blocking(move || reader.read(&path, STATE_VALUE_BYTES_MAX as u64))
+                .await
+        }
+        None => Err(std::io::Error::other(
+            "the module has no filesystem (it imports no WASI path function)",
+        )),
+    };
+    let bytes = match read {
+        Ok(bytes) => bytes,
+        Err(error) => {
+            caller
+                .data_mut()
+                .log_host(format_args!("env::{import}: reading {path}: {error}"));
+            return Ok(-1);
+        }
+    };
+    let user = caller.data().spec.user.clone();
+    save(&user, &key, &bytes, import).await?;
+    refresh_mapping(caller, &key, &bytes, import)?;
+    Ok(bytes.len() as i32)
 }
 
 /// Copies up to `len` bytes of the appended values (one after another) to
@@ -510,19 +595,24 @@ async fn clear_appended_state(
 ) -> Result<()> {
     let key = read_key(caller, key, import)?;
     let user = caller.data().spec.user.clone();
-    let _lock = rmw_lock(caller, &key).await?;
     let shard = LocalShard::current(import)?;
-    shard
-        .state()
-        .delete(&user, &appended_key(&key))
-        .await
-        .map_err(|e| {
-            anyhow!(
-                "env::{import}: clearing appended state {}: {e}",
-                display(&key)
-            )
-        })?;
-    Ok(())
+    let appended = appended_key(&key);
+    let cleared = match shard.state() {
+        remote @ Objects::Remote(_) => remote
+            .delete(&user, &appended)
+            .await
+            .map_err(StateWriteError::from),
+        local => {
+            let locks = shard.node.executor.state_locks();
+            state_store::delete(local, locks, &user, &appended).await
+        }
+    };
+    cleared.map(drop).map_err(|e| {
+        anyhow!(
+            "env::{import}: clearing appended state {}: {e}",
+            display(&key)
+        )
+    })
 }
 
 async fn lock_state(caller: &mut Caller<'_, CallCtx>, import: &str, key: i32) -> Result<()> {
@@ -533,13 +623,21 @@ async fn lock_state(caller: &mut Caller<'_, CallCtx>, import: &str, key: i32) ->
             display(&key)
         );
     }
-    let lock = caller
+    let locks = caller
         .data()
         .state
         .locks_table
-        .lock_for(&caller.data().spec.user, &key)?;
-    let guard = lock.lock_owned().await;
-    caller.data_mut().state.locks.push((key, guard));
+        .locks_for(&caller.data().spec.user, &key)?;
+    let held = if import == "__faasm_lock_state_read" {
+        GuestLock::Read {
+            _guard: locks.guest.read_owned().await,
+        }
+    } else {
+        GuestLock::Write {
+            _guard: locks.guest.write_owned().await,
+        }
+    };
+    caller.data_mut().state.locks.push((key, held));
     Ok(())
 }
 

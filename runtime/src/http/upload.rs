@@ -17,6 +17,7 @@ use crate::limits;
 use crate::objects::{ObjectError, Objects, OwnedReader};
 use crate::registry::UploadError;
 use crate::shard::LocalShard;
+use crate::state_store::{self, StateWriteError};
 
 pub async fn handle(shard: Rc<LocalShard>, request: Request<Incoming>) -> Reply {
     let path = request.uri().path().to_owned();
@@ -210,7 +211,31 @@ async fn put_object(
         Ok(ticket) => ticket,
         Err(reply) => return reply,
     };
-    landed(store.put(user, key, &body).await, ticket)
+    let put = match (which, store) {
+        // A state value on this node is written under its apply lock, as
+        // every update to it (state_store.rs).
+        (Store::State, local @ Objects::Local(_)) => {
+            let locks = shard.node.executor.state_locks();
+            state_store::put(local, locks, user, key, &body)
+                .await
+                .map_err(|error| match error {
+                    StateWriteError::Store(error) => error,
+                    StateWriteError::TooLarge { bytes } => {
+                        ObjectError::Storage(ferry_storage::StorageError::ObjectTooLarge {
+                            len_bytes: bytes,
+                            max_bytes: limits::STATE_VALUE_BYTES_MAX as u64,
+                        })
+                    }
+                    other => ObjectError::Storage(ferry_storage::StorageError::Io {
+                        op: "locking",
+                        path: "a state value".into(),
+                        source: std::io::Error::other(other.to_string()),
+                    }),
+                })
+        }
+        _ => store.put(user, key, &body).await,
+    };
+    landed(put, ticket)
 }
 
 /// A PUT of more than one part, written on part by part.
@@ -276,6 +301,20 @@ async fn put_streamed(
             break;
         }
     }
+    // A state value on this node is published under its apply lock.
+    let locks = match (which, store) {
+        (Store::State, Objects::Local(_)) => {
+            match shard.node.executor.state_locks().locks_for(user, key) {
+                Ok(locks) => Some(locks),
+                Err(error) => return text(StatusCode::INTERNAL_SERVER_ERROR, error.to_string()),
+            }
+        }
+        _ => None,
+    };
+    let _apply = match &locks {
+        Some(locks) => Some(locks.apply.lock().await),
+        None => None,
+    };
     landed(writer.finish().await, ticket)
 }
 
