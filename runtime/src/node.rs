@@ -22,8 +22,8 @@ use crate::machine::{check_prerequisites, topology, Core};
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::shard::{LocalShard, NodeShared};
-use crate::stores::{objects_plan, ObjectsPlan};
-use ferry_storage::{EmbeddedStore, ObjectStore, StoreConfig};
+use crate::stores::{plans, Plans};
+use ferry_storage::{EmbeddedStore, StoreConfig};
 
 /// Runs a node until the process is stopped.
 pub fn run(config: Config) -> Result<()> {
@@ -45,10 +45,12 @@ pub fn run(config: Config) -> Result<()> {
         key_bytes_max: ferry_storage::limits::KEY_BYTES_MAX,
         user_bytes_max: ferry_storage::limits::USER_BYTES_MAX,
     };
-    let (objects, placement) = objects_plan(&config, || {
-        EmbeddedStore::open(store_config("objects")).context("opening the object store")
-    })?;
-    let state = EmbeddedStore::open(store_config("state")).context("opening the state store")?;
+    let plans = plans(
+        &config,
+        || EmbeddedStore::open(store_config("objects")).context("opening the object store"),
+        || EmbeddedStore::open(store_config("state")).context("opening the state store"),
+    )?;
+    let placement = plans.placement.clone();
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .thread_name("ferry-wasi")
@@ -88,7 +90,7 @@ pub fn run(config: Config) -> Result<()> {
     };
     for (id, core) in cores.iter().enumerate() {
         let startup = (id == 0).then(|| (startup.clone(), ready_tx.clone()));
-        let stores = (objects.clone(), ObjectStore::Embedded(state.clone()));
+        let stores = plans.clone();
         handles.push(spawn_shard(
             id,
             *core,
@@ -208,7 +210,7 @@ fn spawn_shard(
     core: Core,
     node: Arc<NodeShared>,
     addrs: Addrs,
-    (objects, state): (ObjectsPlan, ObjectStore),
+    plans: Plans,
     bound: mpsc::Sender<Result<Addrs>>,
     startup: Option<(Startup, mpsc::Sender<()>)>,
 ) -> Result<glommio::ExecutorJoinHandle<()>> {
@@ -223,14 +225,14 @@ fn spawn_shard(
         .blocking_thread_pool_placement(PoolPlacement::Unbound(1))
         .spawn(move || async move {
             let _tokio = node.tokio.enter();
-            let (objects, state) = match objects.for_shard(&node, id, state) {
+            let stores = match plans.for_shard(&node, id) {
                 Ok(stores) => stores,
                 Err(error) => {
                     let _ = bound.send(Err(error));
                     return;
                 }
             };
-            let shard = match LocalShard::install(id, node.clone(), objects, state) {
+            let shard = match LocalShard::install(id, node.clone(), stores) {
                 Ok(shard) => shard,
                 Err(error) => {
                     let _ = bound.send(Err(error));

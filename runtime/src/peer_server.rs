@@ -48,7 +48,7 @@ pub async fn serve_peers(listener: glommio::net::TcpListener, shard: Rc<LocalSha
 fn store_of(shard: &LocalShard, store: Store) -> &Objects {
     match store {
         Store::Objects => shard.objects(),
-        Store::State => shard.state(),
+        Store::State => shard.state_here(),
     }
 }
 
@@ -121,7 +121,7 @@ async fn answer_peer(shard: &Rc<LocalShard>, writes: &Rc<Writes>, message: Messa
             store: Store::State,
         } => {
             let locks = shard.node.executor.state_locks();
-            match state_store::delete(shard.state(), locks, &user, &key).await {
+            match state_store::delete(shard.state_here(), locks, &user, &key).await {
                 Ok(found) => Message::ObjectDeleted { found },
                 Err(error) => state_error(error),
             }
@@ -135,7 +135,7 @@ async fn answer_peer(shard: &Rc<LocalShard>, writes: &Rc<Writes>, message: Messa
         Message::StateUpdate(update) => {
             let locks = shard.node.executor.state_locks();
             let (user, key) = (&update.user, &update.key);
-            match state_store::apply(shard.state(), locks, user, key, &update.change).await {
+            match state_store::apply(shard.state_here(), locks, user, key, &update.change).await {
                 Ok(object_bytes) => Message::ObjectWritten { object_bytes },
                 Err(error) => state_error(error),
             }

@@ -71,6 +71,9 @@ pub struct LocalShard {
     pub node: Arc<NodeShared>,
     objects: Objects,
     state: Objects,
+    /// The node's own state store, which the transport's state requests
+    /// reach (`state` may be another node's).
+    state_here: Objects,
     /// This shard's lookups of the node's placement (with its own cache).
     pub placement: Option<ferry_storage::LocalPlacement>,
     /// The other nodes of the cluster (None for a node started alone).
@@ -99,9 +102,13 @@ impl LocalShard {
     pub fn install(
         id: usize,
         node: Arc<NodeShared>,
-        objects: Objects,
-        state: Objects,
+        stores: crate::stores::ShardStores,
     ) -> anyhow::Result<Rc<LocalShard>> {
+        let crate::stores::ShardStores {
+            objects,
+            state,
+            state_here,
+        } = stores;
         let placement = node.placement.as_ref().map(|p| p.local());
         let peers = Peers::new(&node.config)?;
         let limits = &node.config.limits;
@@ -111,6 +118,7 @@ impl LocalShard {
             node,
             objects,
             state,
+            state_here,
             placement,
             peers,
             funclets,
@@ -135,6 +143,12 @@ impl LocalShard {
 
     pub fn state(&self) -> &Objects {
         &self.state
+    }
+
+    /// The node's own state store (what the transport's state requests
+    /// read and change).
+    pub fn state_here(&self) -> &Objects {
+        &self.state_here
     }
 
     /// A slot for one more call, or None when the shard is at its limit.

@@ -426,3 +426,29 @@ impl Cluster {
         })
     }
 }
+
+/// Runs one call of the `state` test function per entry of `nodes`, all at
+/// once, each appending the integers `0..appends` to state `key`; every
+/// call must answer 200 `ok`.
+pub fn append_state_at_once(nodes: &[&Node], key: &str, appends: usize) -> Result<()> {
+    std::thread::scope(|scope| -> Result<()> {
+        let calls: Vec<_> = nodes
+            .iter()
+            .map(|node| {
+                scope.spawn(move || node.call("test", "state", &format!("append {key} {appends}")))
+            })
+            .collect();
+        for call in calls {
+            let reply = call
+                .join()
+                .map_err(|_| anyhow::anyhow!("a caller panicked"))??;
+            anyhow::ensure!(
+                (reply.status, reply.text().as_str()) == (200, "ok"),
+                "append answered {}: {}",
+                reply.status,
+                reply.text()
+            );
+        }
+        Ok(())
+    })
+}

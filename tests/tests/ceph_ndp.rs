@@ -606,3 +606,64 @@ fn funclets_follow_the_primary_when_an_osd_stops_and_comes_back() -> Result<()> 
     }
     Ok(())
 }
+
+/// On Ceph, Faasm's state values live in RADOS (the pool's `ferry-state`
+/// namespace, apart from the objects), and every write to one value is
+/// applied by one storage node: appends from concurrent calls all land,
+/// each one StateUpdate served by that one node.
+#[test]
+fn state_lives_in_rados_and_updates_apply_at_one_storage_node() -> Result<()> {
+    let cluster = Arrangement::start("127.0.9")?;
+    let compute = cluster.compute();
+    let write = compute.call("test", "state", "write cephstate abcdefg")?;
+    assert_eq!((write.status, write.text().as_str()), (200, "ok"));
+    let stored = cluster.ceph.run(
+        "rados",
+        &[
+            "-p",
+            "ferry",
+            "-N",
+            "ferry-state",
+            "get",
+            "test/cephstate",
+            "-",
+        ],
+    )?;
+    assert_eq!(stored, b"abcdefg", "the value in RADOS's state namespace");
+    let objects = cluster.ceph.run("rados", &["-p", "ferry", "ls"])?;
+    assert!(
+        !String::from_utf8_lossy(&objects).contains("test/cephstate"),
+        "a state value is not an object"
+    );
+    // Every storage node reads the same value.
+    for node in &cluster.nodes[..OSDS] {
+        let got = node.get(&node.upload, "/s/test/cephstate")?;
+        assert_eq!((got.status, got.text().as_str()), (200, "abcdefg"));
+    }
+
+    let served = |kind: &str| -> Result<Vec<f64>> {
+        cluster
+            .nodes
+            .iter()
+            .map(|node| node.metric(&format!("ferry_peer_requests_total{{kind=\"{kind}\"}}")))
+            .collect()
+    };
+    let before = served("StateUpdate")?;
+    const CALLS: usize = 6;
+    const APPENDS: usize = 100;
+    ferry_tests::append_state_at_once(&[compute; CALLS], "cephlog", APPENDS)?;
+    let total = CALLS * APPENDS;
+    let want = (CALLS * APPENDS * (APPENDS - 1) / 2) as i64;
+    let read = compute.call("test", "state", &format!("appended cephlog {total}"))?;
+    assert_eq!((read.status, read.text()), (200, format!("sum={want}")));
+    let after = served("StateUpdate")?;
+    let grew: Vec<f64> = after.iter().zip(&before).map(|(a, b)| a - b).collect();
+    assert_eq!(
+        grew.iter().filter(|n| **n > 0.0).count(),
+        1,
+        "one storage node applies every append: {grew:?}"
+    );
+    assert_eq!(grew.iter().sum::<f64>(), total as f64, "{grew:?}");
+    assert_eq!(grew[OSDS], 0.0, "the compute node applies none");
+    Ok(())
+}

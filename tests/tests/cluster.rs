@@ -289,21 +289,10 @@ fn state_appends_from_two_compute_nodes_at_once_all_land() -> Result<()> {
     let (updates, reads) = (kind("StateUpdate")?, kind("ObjectRead")?);
     const CALLS_PER_NODE: usize = 4;
     const APPENDS: usize = 200;
-    std::thread::scope(|scope| -> Result<()> {
-        let calls: Vec<_> = (0..CALLS_PER_NODE)
-            .flat_map(|_| [&compute_a, &compute_b])
-            .map(|node| {
-                scope.spawn(move || node.call("test", "state", &format!("append log {APPENDS}")))
-            })
-            .collect();
-        for call in calls {
-            let reply = call
-                .join()
-                .map_err(|_| anyhow::anyhow!("a caller panicked"))??;
-            assert_eq!((reply.status, reply.text().as_str()), (200, "ok"));
-        }
-        Ok(())
-    })?;
+    let callers: Vec<&Node> = (0..CALLS_PER_NODE)
+        .flat_map(|_| [&compute_a, &compute_b])
+        .collect();
+    ferry_tests::append_state_at_once(&callers, "log", APPENDS)?;
     let total = 2 * CALLS_PER_NODE * APPENDS;
     // Every call appended 0..APPENDS-1: each integer's sum, once per call.
     let want = (2 * CALLS_PER_NODE * APPENDS * (APPENDS - 1) / 2) as i64;

@@ -55,11 +55,13 @@ pub(crate) struct ReadDone {
 
 impl Cluster {
     /// Reads `conf_path`, applies `options` on top, connects as
-    /// `client.<client_id>` and opens `pool`.
+    /// `client.<client_id>` and opens `pool`, in `namespace` when it is
+    /// not empty.
     pub(crate) fn connect(
         conf_path: &Path,
         client_id: &str,
         pool: &str,
+        namespace: &str,
         options: &[(&str, String)],
     ) -> Result<Cluster, StorageError> {
         let conf_shown = conf_path.display().to_string();
@@ -110,6 +112,19 @@ impl Cluster {
             let rc = unsafe { ffi::rados_ioctx_create(rados, c_pool.as_ptr(), &mut ioctx) };
             if rc < 0 {
                 return Err(StorageError::rados("opening pool", pool, rc));
+            }
+            if !namespace.is_empty() {
+                let c_namespace = match c_string(namespace) {
+                    Ok(c_namespace) => c_namespace,
+                    Err(code) => {
+                        // SAFETY: created above, never shared, released once.
+                        unsafe { ffi::rados_ioctx_destroy(ioctx) };
+                        return Err(StorageError::rados("setting namespace", namespace, code));
+                    }
+                };
+                // SAFETY: `ioctx` is open and not yet shared; librados
+                // copies the name.
+                unsafe { ffi::rados_ioctx_set_namespace(ioctx, c_namespace.as_ptr()) };
             }
             Ok(ioctx)
         })();

@@ -48,6 +48,7 @@ extern "C" {
         ioctx: *mut IoCtxT,
     ) -> c_int;
     pub(crate) fn rados_ioctx_destroy(io: IoCtxT);
+    pub(crate) fn rados_ioctx_set_namespace(io: IoCtxT, nspace: *const c_char);
 
     pub(crate) fn rados_stat(
         io: IoCtxT,

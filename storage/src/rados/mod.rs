@@ -57,6 +57,9 @@ pub struct RadosConfig {
     pub conf_path: PathBuf,
     /// The pool that holds the deployment's objects. It must exist.
     pub pool: String,
+    /// The RADOS namespace inside the pool; empty: the default one. A
+    /// store sees, lists and writes only its namespace's objects.
+    pub namespace: String,
     /// The client name without `client.`: `admin` connects as
     /// `client.admin`.
     pub client_id: String,
@@ -83,6 +86,7 @@ impl RadosConfig {
         RadosConfig {
             conf_path: conf_path.into(),
             pool: pool.into(),
+            namespace: String::new(),
             client_id: "admin".to_string(),
             object_bytes_max: OBJECT_BYTES_MAX,
             key_bytes_max: KEY_BYTES_MAX,
@@ -145,6 +149,7 @@ impl RadosStore {
         let RadosConfig {
             conf_path,
             pool,
+            namespace,
             client_id,
             object_bytes_max,
             key_bytes_max,
@@ -169,7 +174,7 @@ impl RadosStore {
             ("rados_mon_op_timeout", timeout_s.clone()),
             ("client_mount_timeout", timeout_s),
         ];
-        let cluster = Cluster::connect(&conf_path, &client_id, &pool, &options)?;
+        let cluster = Cluster::connect(&conf_path, &client_id, &pool, &namespace, &options)?;
 
         let conf_shown = conf_path.display().to_string();
         let conf_u64 = |option: &'static str| {
@@ -192,6 +197,7 @@ impl RadosStore {
         tracing::info!(
             conf = %conf_path.display(),
             pool = %pool,
+            namespace = %namespace,
             object_bytes_max,
             osd_object_bytes_max,
             osd_write_bytes_max,
