@@ -38,7 +38,7 @@ done
 faasm_ldflags=(-Wl,--stack-first -Wl,--export=__heap_base -Wl,--export=__data_end
   -Wl,--export=free -Wl,--export=malloc -Wl,--export=__wasm_call_ctors
   -Wl,--max-memory=4294901760 -Wl,-z,stack-size=4194304)
-for name in atexit faasm_env bigmem files state; do
+for name in atexit faasm_env bigmem diskhog files state; do
   "$cc" "${cflags[@]}" "${faasm_ldflags[@]}" "$guests/c/test/$name.c" \
     -o "$out/tests/test/${name}_faasm.wasm"
 done

@@ -181,6 +181,8 @@ pub struct Limits {
     /// Longest one write of an answer may wait on a client that stopped
     /// reading before its connection is closed.
     pub response_write_ms_max: u64,
+    /// Bytes one call may write to files; past it a write fails ENOSPC.
+    pub file_bytes_max: u64,
     /// Not a bound: Faasm's `CAPTURE_STDOUT=on`, a call's stdout then
     /// "\n" before its output (off by default, as in Faasm).
     pub capture_stdout: bool,
@@ -332,6 +334,7 @@ pub struct RawLimits {
     pub node_memory_bytes_max: Option<u64>,
     pub http_buffer_bytes_max: Option<u64>,
     pub response_write_ms_max: Option<u64>,
+    pub file_bytes_max: Option<u64>,
     pub capture_stdout: Option<bool>,
 }
 
@@ -668,6 +671,7 @@ impl Limits {
             node_memory_bytes_max,
             http_buffer_bytes_max,
             response_write_ms_max,
+            file_bytes_max,
             capture_stdout,
         } = raw;
         let memory_bytes_max = memory_bytes_max.unwrap_or(limits::MEMORY_BYTES_MAX_DEFAULT);
@@ -727,6 +731,7 @@ impl Limits {
             node_memory_bytes_max,
             http_buffer_bytes_max,
             response_write_ms_max,
+            file_bytes_max: file_bytes_max.unwrap_or(limits::FILE_BYTES_MAX_DEFAULT),
             capture_stdout: capture_stdout.unwrap_or(false),
             offload_slots_max,
             offload_queue_max,

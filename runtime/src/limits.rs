@@ -156,6 +156,9 @@ pub const WASM_STACK_BYTES_MAX: usize = 1 << 20;
 /// value's bytes (a value is read whole into the host to serve a call).
 pub const STATE_KEY_BYTES_MAX: usize = 256;
 pub const STATE_VALUE_BYTES_MAX: usize = 64 << 20;
+/// Bytes one call may write to files (its working directory, `/tmp` and
+/// `faasm://` copies) unless `[limits] file_bytes_max` says otherwise.
+pub const FILE_BYTES_MAX_DEFAULT: u64 = 1 << 30;
 /// Largest `faasm://` shared file fetched into or written back from a
 /// node's copy (host/files.rs): each is held whole in memory once.
 pub const SHARED_FILE_BYTES_MAX: u64 = 256 << 20;

@@ -15,7 +15,10 @@ use ferry_tests::{Node, NodeOptions};
 fn node_with(names: &[&str]) -> Result<(Node, tempfile::TempDir)> {
     let dir = tempfile::tempdir()?;
     let path: PathBuf = dir.path().join("ferry.toml");
-    std::fs::write(&path, "[limits]\ncapture_stdout = true\n")?;
+    std::fs::write(
+        &path,
+        "[limits]\ncapture_stdout = true\nfile_bytes_max = 8388608\n",
+    )?;
     let node = Node::start(NodeOptions {
         extra: vec!["--config".into(), path.display().to_string()],
         ..Default::default()
@@ -251,6 +254,24 @@ fn state_api() -> Result<()> {
             node.get(&node.upload, &format!("/s/other/{k}"))?.status,
             404
         );
+    }
+    Ok(())
+}
+
+/// A call's writes to files are capped (`limits.file_bytes_max`, 8 MiB
+/// here): past it a write fails with ENOSPC and writes nothing, the call
+/// goes on, and the next call has its own allowance.
+#[test]
+fn file_writes_are_capped_per_call() -> Result<()> {
+    let (node, _dir) = node_with(&["diskhog"])?;
+    for function in ["diskhog", "diskhog_faasm", "diskhog"] {
+        check(
+            &node,
+            function,
+            "",
+            200,
+            "wrote 8388608: No space left on device; small: No space left on device",
+        )?;
     }
     Ok(())
 }

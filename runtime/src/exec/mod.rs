@@ -146,6 +146,9 @@ pub struct CallCtx {
     stderr: MemoryOutputPipe,
     /// The call's own directories, removed when the call's store goes.
     pub(crate) dirs: Option<sandbox::CallDirs>,
+    /// Bytes the call wrote to files, and its cap (host/files.rs).
+    pub(crate) file_bytes_written: u64,
+    pub(crate) file_bytes_max: u64,
     /// Why the call's environment could not be set up; the call fails with it.
     setup_error: Option<String>,
     /// The state values this call mapped and the state locks it holds.
@@ -380,6 +383,8 @@ impl Executor {
             stdout,
             stderr,
             dirs,
+            file_bytes_written: 0,
+            file_bytes_max: self.limits.file_bytes_max,
             state: call_state::CallState::new(self.state_locks.clone()),
             setup_error,
         };

@@ -19,6 +19,11 @@
 //!
 //! What is not carried over: removing or renaming a copy changes this
 //! node's copy only; the object stays until a write back replaces it.
+//!
+//! Writes to files (`fd_write`, `fd_pwrite` on any descriptor but stdio)
+//! count against the call's `limits.file_bytes_max`: a write that would
+//! pass it fails with ENOSPC and writes nothing, so a call cannot fill the
+//! node's disk. Every byte written counts, also over bytes written before.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -43,6 +48,9 @@ const RIGHT_FD_WRITE: i64 = 1 << 6;
 /// WASI errno values answered here.
 const ERRNO_FBIG: i32 = 22;
 const ERRNO_IO: i32 = 29;
+const ERRNO_NOSPC: i32 = 51;
+/// Descriptors 0 to 2 are stdio, never files.
+const FIRST_FILE_FD: i32 = 3;
 
 const IMPORT: &str = "path_open";
 
@@ -80,8 +88,87 @@ pub(super) fn add(linker: &mut Linker<CallCtx>) -> Result<()> {
             })
         },
     )?;
+    linker.func_wrap_async(
+        "wasi_snapshot_preview1",
+        "fd_write",
+        |mut caller: Caller<'_, CallCtx>, (fd, iovs, iovs_len, written): (i32, i32, i32, i32)| {
+            on_shard(
+                async move { counted_write(&mut caller, fd, iovs, iovs_len, None, written).await },
+            )
+        },
+    )?;
+    linker.func_wrap_async(
+        "wasi_snapshot_preview1",
+        "fd_pwrite",
+        |mut caller: Caller<'_, CallCtx>,
+         (fd, iovs, iovs_len, offset, written): (i32, i32, i32, i64, i32)| {
+            on_shard(async move {
+                counted_write(&mut caller, fd, iovs, iovs_len, Some(offset), written).await
+            })
+        },
+    )?;
     linker.allow_shadowing(false);
     Ok(())
+}
+
+/// WASI's `fd_write` (or `fd_pwrite` at `offset`), refused with ENOSPC when
+/// a write to a file would take the call past its file bytes cap.
+async fn counted_write(
+    caller: &mut Caller<'_, CallCtx>,
+    fd: i32,
+    iovs: i32,
+    iovs_len: i32,
+    offset: Option<i64>,
+    written: i32,
+) -> Result<i32> {
+    const WRITE: &str = "fd_write";
+    let counted = fd >= FIRST_FILE_FD && caller.data().dirs.is_some();
+    if counted {
+        // WASI writes the first non-empty buffer only: that is the most
+        // this write can add.
+        let mut asked = 0u64;
+        for i in 0..iovs_len.max(0) {
+            let entry = read_bytes(caller, iovs.wrapping_add(i.wrapping_mul(8)), 8, WRITE)?;
+            let len = u32::from_le_bytes([entry[4], entry[5], entry[6], entry[7]]);
+            if len > 0 {
+                asked = u64::from(len);
+                break;
+            }
+        }
+        let ctx = caller.data();
+        if ctx.file_bytes_written.saturating_add(asked) > ctx.file_bytes_max {
+            let max = ctx.file_bytes_max;
+            caller.data_mut().log_host(format_args!(
+                "{WRITE}: the call's files would pass its cap of {max} bytes (limits.file_bytes_max)"
+            ));
+            return Ok(ERRNO_NOSPC);
+        }
+    }
+    let mem = memory(caller, WRITE)?;
+    let (data, ctx) = mem.data_and_store_mut(&mut *caller);
+    let mut guest = wiggle::GuestMemory::Unshared(data);
+    let ciovs = wiggle::GuestPtr::new((iovs as u32, iovs_len as u32));
+    let fd = p1::types::Fd::from(fd as u32);
+    let result = match offset {
+        None => WasiSnapshotPreview1::fd_write(&mut ctx.wasi, &mut guest, fd, ciovs).await,
+        Some(offset) => {
+            WasiSnapshotPreview1::fd_pwrite(&mut ctx.wasi, &mut guest, fd, ciovs, offset as u64)
+                .await
+        }
+    };
+    match result {
+        Ok(n) => {
+            write_bytes(caller, written, &n.to_le_bytes(), WRITE)?;
+            if counted {
+                caller.data_mut().file_bytes_written += u64::from(n);
+            }
+            Ok(0)
+        }
+        Err(error) => match error.downcast() {
+            Ok(errno) => Ok(errno as i32),
+            Err(trap) => Err(trap),
+        },
+    }
 }
 
 /// `path_open`'s arguments as the guest passed them.
