@@ -19,7 +19,9 @@
 # 3: `store` in ObjectRead, ObjectWrite, ObjectList and ObjectDelete. A
 # version 2 node would read a state request as one for objects, so the
 # version rises and such a peer is refused.
-# 4: StateUpdate (frame kind 18), which version 3 nodes cannot read.
+# 4: StateUpdate and FetchPages (frame kinds 18, 19), which version 3
+# nodes cannot read; Pages.more and Done.pagesToFollow, without which a
+# snapshot or a funclet's changes larger than one frame cannot travel.
 const protocolVersion :UInt32 = 4;
 
 # Bits of Hello.capabilities.
@@ -111,6 +113,8 @@ struct Decline {
 struct Pages {
   callId @0 :UInt64;
   pages @1 :PageSet;
+  more @2 :Bool;               # version 4: more Pages of this call follow
+                               # (each answered with Accept); false on the last
 }
 
 # Storage node -> compute node: the funclet returned.
@@ -120,6 +124,8 @@ struct Done {
   globals @2 :List(Global);
   memoryPages @3 :UInt32;      # memory size after the call, in 64 KiB wasm pages
   dirtyPages @4 :PageSet;      # pages written since the snapshot was applied
+  pagesToFollow @5 :UInt32;    # version 4: more of them, fetched with
+                               # FetchPages, each answered with Pages
 }
 
 struct ObjectRead {
@@ -233,4 +239,13 @@ struct StateUpdate {
   offsets @4 :List(UInt64);    # ranges: where each range goes in the value
   lens @5 :List(UInt64);       # ranges: each range's length, its bytes in `data`
   data @6 :Data;               # the ranges' bytes one after another, or the appended bytes
+}
+
+# Added in protocol version 4 (frame kind 19).
+
+# Compute node -> storage node: the next part of a Done's changed pages
+# (Done.pagesToFollow said how many); answered with Pages, `more` set on
+# all but the last.
+struct FetchPages {
+  callId @0 :UInt64;
 }

@@ -150,6 +150,7 @@ fn small(message: Message) -> Message {
         Message::Pages(pages) => Message::Pages(Pages {
             call_id: pages.call_id,
             pages: testing::pages(1),
+            more: false,
         }),
         Message::Offer(mut offer) => {
             if offer.inline_pages.is_some() {

@@ -39,8 +39,15 @@ pub const OFFLOAD_MS_MAX_DEFAULT: u64 = 30_000;
 /// so a busy node declines before megabytes cross the link. 1 MiB is
 /// ~0.9 ms at 10GbE, about what a second round trip costs on loopback.
 pub const OFFER_INLINE_BYTES_MAX: usize = 1 << 20;
+/// Page bytes of one Pages message (or of a Done): a snapshot or a
+/// funclet's changes larger than this travel in parts of this size, well
+/// inside the transport's frame limit.
+pub const PAGES_PART_BYTES_MAX: usize = 32 << 20;
+const _: () =
+    assert!(PAGES_PART_BYTES_MAX + (1 << 20) < ferry_transport::limits::FRAME_BYTES_MAX as usize);
 /// An accepted Offer whose Pages do not arrive within this time gives its
-/// slot back (the compute node died or gave up).
+/// slot back (the compute node died or gave up); a funclet's changes not
+/// fetched within it are dropped.
 pub const OFFER_PAGES_WAIT_MS_MAX: u64 = 10_000;
 /// How long an Offer may wait for a slot before it is declined; well under
 /// a compute node's offload wait, so the Decline reaches a caller that is

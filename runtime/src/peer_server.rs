@@ -181,6 +181,7 @@ async fn answer_peer(shard: &Rc<LocalShard>, writes: &Rc<Writes>, message: Messa
         }
         Message::Offer(offer) => crate::funclet::serve::answer_offer(shard, offer).await,
         Message::Pages(pages) => crate::funclet::serve::answer_pages(shard, pages).await,
+        Message::FetchPages { call_id } => crate::funclet::serve::answer_fetch(shard, call_id),
         Message::Module(upload) => crate::peers::answer_module(shard, upload).await,
         other => Message::error(
             ErrorCode::BadRequest,

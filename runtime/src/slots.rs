@@ -1,10 +1,11 @@
 //! A storage shard's offload slots: how many offered funclets run at once,
-//! a bounded queue for Offers waiting for a slot, and the accepted Offers
-//! whose pages have not arrived yet (each holding its slot). The shard
-//! holds one; `funclet::serve` admits and answers through it.
+//! a bounded queue for Offers waiting for a slot, the accepted Offers
+//! whose pages have not all arrived yet (each holding its slot), and the
+//! parts of finished funclets' changes not yet fetched. The shard holds
+//! one; `funclet::serve` admits and answers through it.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +14,7 @@ use glommio::sync::{Semaphore, StaticPermit};
 
 use crate::exec::Function;
 use crate::limits;
-use ferry_transport::Offer;
+use ferry_transport::{Offer, PageSet};
 
 /// This shard's offload slots and the accepted Offers whose pages have not
 /// arrived yet.
@@ -23,13 +24,23 @@ pub struct Slots {
     waiting: Cell<usize>,
     queue_max: usize,
     pending: RefCell<HashMap<u64, Pending>>,
+    /// Finished funclets' changed pages still to fetch, by call.
+    finished: RefCell<HashMap<u64, Finished>>,
     serial: Cell<u32>,
+}
+
+/// The parts of a Done's changed pages the compute node has not fetched.
+struct Finished {
+    parts: VecDeque<PageSet>,
+    serial: u32,
 }
 
 /// An accepted Offer waiting for its pages, and the slot it holds.
 pub struct Pending {
     pub offer: Offer,
     pub function: Arc<Function>,
+    /// The parts of the snapshot received so far, in order.
+    pub parts: Vec<PageSet>,
     slot: u32,
     _permit: StaticPermit,
 }
@@ -42,6 +53,7 @@ impl Slots {
             waiting: Cell::new(0),
             queue_max,
             pending: RefCell::new(HashMap::new()),
+            finished: RefCell::new(HashMap::new()),
             serial: Cell::new(0),
         }
     }
@@ -94,6 +106,7 @@ impl Slots {
             Pending {
                 offer,
                 function,
+                parts: Vec::new(),
                 slot,
                 _permit: permit,
             },
@@ -101,9 +114,62 @@ impl Slots {
         Some(slot)
     }
 
-    /// The accepted Offer of `call_id`, when its pages arrive.
+    /// The accepted Offer of `call_id`, when its last pages arrive.
     pub fn take(&self, call_id: u64) -> Option<Pending> {
         self.pending.borrow_mut().remove(&call_id)
+    }
+
+    /// Keeps one part of an accepted Offer's snapshot (more follow); the
+    /// slot's serial, or Err with why the part is refused.
+    pub fn add_part(&self, call_id: u64, part: PageSet) -> Result<u32, String> {
+        let mut pending = self.pending.borrow_mut();
+        let Some(held) = pending.get_mut(&call_id) else {
+            return Err(format!("no accepted offer for call {call_id} (expired?)"));
+        };
+        let memory_bytes = u64::from(held.offer.memory_pages) * limits::WASM_PAGE_BYTES as u64;
+        let held_bytes: u64 = held.parts.iter().map(|p| p.data().len() as u64).sum();
+        if held_bytes + part.data().len() as u64 > memory_bytes {
+            pending.remove(&call_id);
+            return Err(format!(
+                "call {call_id}: pages past the offered memory of {memory_bytes} bytes"
+            ));
+        }
+        held.parts.push(part);
+        Ok(held.slot)
+    }
+
+    /// Keeps the parts of a funclet's changes still to fetch; the serial
+    /// that [`Slots::drop_parts`] takes.
+    pub fn keep_parts(&self, call_id: u64, parts: VecDeque<PageSet>) -> u32 {
+        let serial = self.serial.get().wrapping_add(1);
+        self.serial.set(serial);
+        self.finished
+            .borrow_mut()
+            .insert(call_id, Finished { parts, serial });
+        serial
+    }
+
+    /// The next part of `call_id`'s changes and whether more follow.
+    pub fn next_part(&self, call_id: u64) -> Option<(PageSet, bool)> {
+        let mut finished = self.finished.borrow_mut();
+        let entry = finished.get_mut(&call_id)?;
+        let part = entry.parts.pop_front()?;
+        let more = !entry.parts.is_empty();
+        if !more {
+            finished.remove(&call_id);
+        }
+        Some((part, more))
+    }
+
+    /// Drops `call_id`'s unfetched changes if they are still those kept
+    /// as `serial`; whether they were.
+    pub fn drop_parts(&self, call_id: u64, serial: u32) -> bool {
+        let mut finished = self.finished.borrow_mut();
+        if finished.get(&call_id).is_some_and(|f| f.serial == serial) {
+            finished.remove(&call_id);
+            return true;
+        }
+        false
     }
 
     /// Gives back the slot of `call_id`'s Offer if it is still the one

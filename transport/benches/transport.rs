@@ -30,6 +30,7 @@ fn frame(c: &mut Criterion) {
             Message::Pages(Pages {
                 call_id: 1,
                 pages: testing::pages(16),
+                more: false,
             }),
         ),
     ];
@@ -103,6 +104,7 @@ fn round_trip(c: &mut Criterion) {
             Message::Pages(Pages {
                 call_id: 1,
                 pages: testing::pages(16),
+                more: false,
             }),
         ),
     ];

@@ -263,6 +263,7 @@ fn payload_bytes_lower_bound(message: &Message) -> u64 {
         Message::ObjectDelete { user, key, .. } => len(user.len() + key.len()),
         Message::ObjectDeleted { .. } => 0,
         // Each range's offset and length, 8 bytes each.
+        Message::FetchPages { .. } => 0,
         Message::StateUpdate(update) => {
             len(update.user.len() + update.key.len())
                 + match &update.change {
@@ -332,6 +333,7 @@ fn estimate_words(message: &Message) -> u64 {
         }
         Message::ObjectDelete { user, key, .. } => blob(user.len()) + blob(key.len()),
         Message::ObjectDeleted { .. } => 0,
+        Message::FetchPages { .. } => 0,
         Message::StateUpdate(update) => {
             blob(update.user.len())
                 + blob(update.key.len())
@@ -424,6 +426,7 @@ fn build(
         Message::Pages(pages) => {
             let mut root = builder.init_root::<wire::pages::Builder>();
             root.set_call_id(pages.call_id);
+            root.set_more(pages.more);
             build_pages(root.init_pages(), &pages.pages, page_bytes, holes)?;
         }
         Message::Done(done) => {
@@ -431,6 +434,7 @@ fn build(
             root.set_call_id(done.call_id);
             root.set_return_value(done.return_value);
             root.set_memory_pages(done.memory_pages);
+            root.set_pages_to_follow(done.pages_to_follow);
             build_globals(
                 root.reborrow().init_globals(len32(done.globals.len())?),
                 &done.globals,
@@ -537,6 +541,10 @@ fn build(
         Message::ObjectDeleted { found } => {
             let mut root = builder.init_root::<wire::object_deleted::Builder>();
             root.set_found(*found);
+        }
+        Message::FetchPages { call_id } => {
+            let mut root = builder.init_root::<wire::fetch_pages::Builder>();
+            root.set_call_id(*call_id);
         }
         Message::StateUpdate(update) => {
             let mut root = builder.init_root::<wire::state_update::Builder>();
@@ -859,6 +867,7 @@ fn read(
             Message::Pages(Pages {
                 call_id: root.get_call_id(),
                 pages: read_pages(payload, root.get_pages()?, page_bytes)?,
+                more: root.get_more(),
             })
         }
         MessageKind::Done => {
@@ -869,6 +878,7 @@ fn read(
                 globals: read_globals(root.get_globals()?),
                 memory_pages: root.get_memory_pages(),
                 dirty_pages: read_pages(payload, root.get_dirty_pages()?, None)?,
+                pages_to_follow: root.get_pages_to_follow(),
             })
         }
         MessageKind::ObjectRead => {
@@ -955,6 +965,12 @@ fn read(
             let root: wire::object_deleted::Reader = reader.get_root()?;
             Message::ObjectDeleted {
                 found: root.get_found(),
+            }
+        }
+        MessageKind::FetchPages => {
+            let root: wire::fetch_pages::Reader = reader.get_root()?;
+            Message::FetchPages {
+                call_id: root.get_call_id(),
             }
         }
         MessageKind::StateUpdate => {
@@ -1124,6 +1140,7 @@ mod tests {
         let (frame, decoded) = round_trip(&Message::Pages(Pages {
             call_id: 1,
             pages: testing::pages(16),
+            more: false,
         }))?;
         let Message::Pages(pages) = decoded else {
             return Err(TransportError::bad_message(
@@ -1290,7 +1307,14 @@ mod tests {
     fn state_updates_with_ranges_that_do_not_fit_are_refused() {
         // (offsets, lens, value bytes, data bytes, append) and what the
         // refusal must say.
-        type Case = (&'static [u64], &'static [u64], u64, usize, bool, &'static str);
+        type Case = (
+            &'static [u64],
+            &'static [u64],
+            u64,
+            usize,
+            bool,
+            &'static str,
+        );
         let cases: [Case; 5] = [
             (&[0, 10], &[4], 100, 4, false, "2 offsets and 1 lengths"),
             (&[98], &[4], 100, 4, false, "outside the value's 100 bytes"),

@@ -665,8 +665,8 @@ mod tests {
             ("magic", |b| b[0] = b'X', "magic"),
             ("version", |b| b[4] = 2, "frame version 2"),
             ("kind zero", |b| b[5] = 0, "unknown kind 0"),
-            // MessageKind::ALL is dense (checked in message.rs): 17 kinds.
-            ("kind past the last", |b| b[5] = 18, "unknown kind 18"),
+            // MessageKind::ALL is dense (checked in message.rs): 19 kinds.
+            ("kind past the last", |b| b[5] = 20, "unknown kind 20"),
             ("flags", |b| b[6] = 0x80, "unknown flags"),
             ("length not words", |b| b[16] = 65, "whole number of words"),
             ("length too short", |b| b[16] = 8, "whole number of words"),
@@ -680,6 +680,11 @@ mod tests {
                 other => panic!("{name}: expected BadFrame, got {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn the_kind_past_the_last_is_the_one_tested_above() {
+        assert_eq!(MessageKind::ALL.len(), 19);
     }
 
     #[test]

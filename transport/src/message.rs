@@ -95,6 +95,11 @@ pub enum Message {
     /// Changes a state value in place where it is stored, under that
     /// node's lock for it; answered with [`Message::ObjectWritten`].
     StateUpdate(StateUpdate),
+    /// Asks for the next part of a Done's changed pages; answered with
+    /// [`Message::Pages`].
+    FetchPages {
+        call_id: u64,
+    },
 }
 
 /// A change to one state value, applied by the node that stores it.
@@ -153,11 +158,12 @@ pub enum MessageKind {
     ObjectDelete = 16,
     ObjectDeleted = 17,
     StateUpdate = 18,
+    FetchPages = 19,
 }
 
 impl MessageKind {
     /// Every kind in wire order; the check below keeps the numbers dense.
-    pub const ALL: [MessageKind; 18] = [
+    pub const ALL: [MessageKind; 19] = [
         MessageKind::Hello,
         MessageKind::Offer,
         MessageKind::Accept,
@@ -176,6 +182,7 @@ impl MessageKind {
         MessageKind::ObjectDelete,
         MessageKind::ObjectDeleted,
         MessageKind::StateUpdate,
+        MessageKind::FetchPages,
     ];
 
     pub fn from_wire(value: u8) -> Option<MessageKind> {
@@ -205,6 +212,7 @@ impl MessageKind {
             MessageKind::ObjectDelete => "ObjectDelete",
             MessageKind::ObjectDeleted => "ObjectDeleted",
             MessageKind::StateUpdate => "StateUpdate",
+            MessageKind::FetchPages => "FetchPages",
         }
     }
 }
@@ -241,6 +249,7 @@ impl Message {
             Message::ObjectDelete { .. } => MessageKind::ObjectDelete,
             Message::ObjectDeleted { .. } => MessageKind::ObjectDeleted,
             Message::StateUpdate(_) => MessageKind::StateUpdate,
+            Message::FetchPages { .. } => MessageKind::FetchPages,
         }
     }
 
@@ -356,6 +365,9 @@ pub struct Global {
 pub struct Pages {
     pub call_id: u64,
     pub pages: PageSet,
+    /// More Pages of this call follow: a snapshot (or a funclet's changes)
+    /// larger than one frame travels in parts.
+    pub more: bool,
 }
 
 /// The funclet's result and what it changed.
@@ -367,6 +379,9 @@ pub struct Done {
     /// Memory size after the call, in 64 KiB wasm pages.
     pub memory_pages: u32,
     pub dirty_pages: PageSet,
+    /// Parts of the changed pages still to fetch with
+    /// [`Message::FetchPages`], after `dirty_pages`.
+    pub pages_to_follow: u32,
 }
 
 /// Error codes of [`Message::Error`]. Wire format: the schema's `ErrorCode`.

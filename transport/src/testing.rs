@@ -107,6 +107,7 @@ pub fn every_kind() -> Vec<Message> {
         Message::Pages(Pages {
             call_id: 42,
             pages: pages(5),
+            more: false,
         }),
         Message::Done(Done {
             call_id: 42,
@@ -114,6 +115,7 @@ pub fn every_kind() -> Vec<Message> {
             globals: vec![Global { index: 1, bits: 9 }],
             memory_pages: 20,
             dirty_pages: pages(2),
+            pages_to_follow: 3,
         }),
         Message::ObjectRead {
             user: "demo".into(),
@@ -168,6 +170,7 @@ pub fn every_kind() -> Vec<Message> {
             store: Store::State,
         },
         Message::ObjectDeleted { found: true },
+        Message::FetchPages { call_id: 42 },
         Message::StateUpdate(StateUpdate {
             user: "demo".into(),
             key: b"weights".to_vec(),

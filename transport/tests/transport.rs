@@ -528,6 +528,7 @@ fn a_peer_offering_rdma_gets_tcp_from_a_node_without_a_device() -> anyhow::Resul
         let pages = Message::Pages(ferry_transport::Pages {
             call_id: 1,
             pages: testing::pages(1),
+            more: false,
         });
         write_message(&mut stream, 2, FrameFlags::RDMA_PAYLOAD, &pages).await?;
         let answer = read_raw_frame(&mut stream).await?.message()?;

@@ -8,6 +8,9 @@
 //! ```text
 //! Offer{snapshot inline} -------------------------> run, Done | Decline
 //! Offer{no pages} -> Accept -> Pages{snapshot} ---> run, Done
+//!   a snapshot over one part: Pages{more} -> Accept, ..., Pages{last}
+//!   changes over one part: Done{first part, n to follow},
+//!                          then n x (FetchPages -> Pages)
 //! ```
 //! Until Done is applied nothing of the caller changes, so a Decline, a
 //! dead peer or a timeout runs the funclet here from the untouched state.
@@ -271,11 +274,24 @@ async fn offload(
                 "accepted an Offer that carried its pages".into(),
             ));
         }
-        let message = Message::Pages(Pages { call_id, pages });
-        reply = connection
-            .request(&message, left())
-            .await
-            .map_err(|e| failed("sending pages")(e.to_string()))?;
+        let parts = snapshot::split(&pages, limits::PAGES_PART_BYTES_MAX)
+            .map_err(|e| Failure::Failed(e.to_string()))?;
+        let last = parts.len() - 1;
+        for (n, part) in parts.into_iter().enumerate() {
+            let more = n < last;
+            let message = Message::Pages(Pages {
+                call_id,
+                pages: part,
+                more,
+            });
+            reply = connection
+                .request(&message, left())
+                .await
+                .map_err(|e| failed("sending pages")(e.to_string()))?;
+            if more && !matches!(reply, Message::Accept { .. }) {
+                break;
+            }
+        }
     }
     let done = match reply {
         Message::Done(done) if done.call_id == call_id => done,
@@ -289,14 +305,40 @@ async fn offload(
         }
         other => return Err(Failure::Failed(format!("unexpected {:?}", other.kind()))),
     };
+    // The rest of the changes, all fetched before any is applied, so a
+    // peer lost on the way still leaves the caller untouched.
+    let mut changes = vec![done.dirty_pages.clone()];
+    for _ in 0..done.pages_to_follow {
+        let fetch = Message::FetchPages { call_id };
+        let part = connection
+            .request(&fetch, left())
+            .await
+            .map_err(|e| failed("fetching changed pages")(e.to_string()))?;
+        match part {
+            Message::Pages(part) if part.call_id == call_id => changes.push(part.pages),
+            Message::Error { code, message } => {
+                return Err(Failure::Failed(format!(
+                    "fetching changed pages: {code:?}: {message}"
+                )))
+            }
+            other => {
+                return Err(Failure::Failed(format!(
+                    "fetching changed pages: unexpected {:?}",
+                    other.kind()
+                )))
+            }
+        }
+    }
     // From here on the caller's state changes: a failure is the call's.
-    let received_bytes = done.dirty_pages.data().len();
+    let received_bytes: usize = changes.iter().map(|part| part.data().len()).sum();
     let mut apply = || -> wasmtime::Result<i32> {
         let current = memory.size(&*caller);
         if u64::from(done.memory_pages) > current {
             memory.grow(&mut *caller, u64::from(done.memory_pages) - current)?;
         }
-        snapshot::apply_pages(memory.data_mut(&mut *caller), &done.dirty_pages)?;
+        for part in &changes {
+            snapshot::apply_pages(memory.data_mut(&mut *caller), part)?;
+        }
         snapshot::write_globals(&mut *caller, &globals, &done.globals)?;
         Ok(done.return_value)
     };

@@ -8,7 +8,15 @@
 //! it until they arrive, at most `OFFER_PAGES_WAIT_MS_MAX`; an Offer that
 //! waits for a slot waits at most `OFFER_QUEUE_WAIT_MS_MAX`, then is
 //! declined, so a compute node that gave up never leaves work behind here.
+//!
+//! Pages larger than one part (`PAGES_PART_BYTES_MAX`) travel in parts
+//! both ways: the compute node sends Pages with `more` set, each answered
+//! with Accept, then the last; a Done whose changes are larger carries the
+//! first part and says how many follow, which the compute node fetches
+//! with FetchPages. Unfetched parts are dropped after
+//! `OFFER_PAGES_WAIT_MS_MAX`.
 
+use std::collections::VecDeque;
 use std::ops::Range;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -85,16 +93,45 @@ pub async fn answer_offer(shard: &Rc<LocalShard>, mut offer: Offer) -> Message {
     Message::Accept { call_id, slot }
 }
 
-/// Answers the pages of an accepted Offer with Done.
+/// Answers the pages of an accepted Offer: Accept while more parts
+/// follow, then Done.
 pub async fn answer_pages(shard: &Rc<LocalShard>, pages: Pages) -> Message {
-    let pending = shard.funclets.take(pages.call_id);
-    let Some(pending) = pending else {
+    let call_id = pages.call_id;
+    if pages.more {
+        return match shard.funclets.add_part(call_id, pages.pages) {
+            Ok(slot) => Message::Accept { call_id, slot },
+            Err(reason) => Message::error(ErrorCode::BadRequest, reason),
+        };
+    }
+    let pending = shard.funclets.take(call_id);
+    let Some(mut pending) = pending else {
         return Message::error(
             ErrorCode::NotFound,
-            format!("no accepted offer for call {} (expired?)", pages.call_id),
+            format!("no accepted offer for call {call_id} (expired?)"),
         );
     };
-    run(shard, &pending.function, &pending.offer, &pages.pages).await
+    pending.parts.push(pages.pages);
+    let snapshot = match snapshot::join(&pending.parts) {
+        Ok(snapshot) => snapshot,
+        Err(error) => return Message::error(ErrorCode::BadRequest, error.to_string()),
+    };
+    drop(std::mem::take(&mut pending.parts));
+    run(shard, &pending.function, &pending.offer, &snapshot).await
+}
+
+/// Answers FetchPages with the next part of a Done's changes.
+pub fn answer_fetch(shard: &Rc<LocalShard>, call_id: u64) -> Message {
+    match shard.funclets.next_part(call_id) {
+        Some((pages, more)) => Message::Pages(Pages {
+            call_id,
+            pages,
+            more,
+        }),
+        None => Message::error(
+            ErrorCode::NotFound,
+            format!("no changes of call {call_id} to fetch (expired?)"),
+        ),
+    }
 }
 
 /// The function the Offer names, if this node has that very module.
@@ -152,10 +189,37 @@ async fn run(
         tracing::debug!(call = offer.call_id, user = %offer.user, function = %offer.function, %log, "funclet log");
     }
     match ran {
-        Ok(done) => Message::Done(done),
+        Ok(done) => send_in_parts(shard, done),
         Err(RunError::Trap(reason)) => Message::error(ErrorCode::Trap, reason),
         Err(RunError::Refused(reason)) => Message::error(ErrorCode::Internal, reason),
     }
+}
+
+/// Done as it travels: its changes beyond the first part are kept for
+/// FetchPages, and dropped if not fetched in time.
+fn send_in_parts(shard: &Rc<LocalShard>, mut done: Done) -> Message {
+    if done.dirty_pages.data().len() <= limits::PAGES_PART_BYTES_MAX {
+        return Message::Done(done);
+    }
+    let mut parts: VecDeque<PageSet> =
+        match snapshot::split(&done.dirty_pages, limits::PAGES_PART_BYTES_MAX) {
+            Ok(parts) => parts.into(),
+            Err(error) => return Message::error(ErrorCode::Internal, error.to_string()),
+        };
+    let Some(first) = parts.pop_front() else {
+        return Message::Done(done);
+    };
+    done.dirty_pages = first;
+    done.pages_to_follow = parts.len() as u32;
+    let call_id = done.call_id;
+    let serial = shard.funclets.keep_parts(call_id, parts);
+    let owner = shard.clone();
+    glommio::spawn_local(async move {
+        glommio::timer::sleep(Duration::from_millis(limits::OFFER_PAGES_WAIT_MS_MAX)).await;
+        owner.funclets.drop_parts(call_id, serial);
+    })
+    .detach();
+    Message::Done(done)
 }
 
 async fn run_in(
@@ -216,5 +280,6 @@ async fn run_in(
         globals: snapshot::read_globals(&mut *store, &globals),
         memory_pages: (memory.data_size(&*store) / WASM_PAGE_BYTES) as u32,
         dirty_pages,
+        pages_to_follow: 0,
     })
 }

@@ -62,6 +62,43 @@ pub fn dirty_pages(memory: &[u8], base: &Base<'_>, skip: &[Range<usize>]) -> Res
     PageSet::new(indices, data.freeze()).map_err(|e| anyhow!("building a page set: {e}"))
 }
 
+/// `pages` cut into parts of at most `part_bytes` page bytes each (at
+/// least one part, empty for an empty set); the parts share its bytes.
+pub fn split(pages: &PageSet, part_bytes: usize) -> Result<Vec<PageSet>> {
+    let per_part = (part_bytes / PAGE_BYTES).max(1);
+    if pages.is_empty() {
+        return Ok(vec![pages.clone()]);
+    }
+    pages
+        .indices()
+        .chunks(per_part)
+        .enumerate()
+        .map(|(n, indices)| {
+            let start = n * per_part * PAGE_BYTES;
+            let data = pages
+                .data()
+                .slice(start..start + indices.len() * PAGE_BYTES);
+            PageSet::new(indices.to_vec(), data).map_err(|e| anyhow!("cutting a page set: {e}"))
+        })
+        .collect()
+}
+
+/// The parts of a page set, in order, as one set; the indices must ascend
+/// across parts too.
+pub fn join(parts: &[PageSet]) -> Result<PageSet> {
+    if let [one] = parts {
+        return Ok(one.clone());
+    }
+    let pages: usize = parts.iter().map(PageSet::len).sum();
+    let mut indices = Vec::with_capacity(pages);
+    let mut data = BytesMut::with_capacity(pages * PAGE_BYTES);
+    for part in parts {
+        indices.extend_from_slice(part.indices());
+        data.extend_from_slice(part.data());
+    }
+    PageSet::new(indices, data.freeze()).map_err(|e| anyhow!("joining page sets: {e}"))
+}
+
 /// Writes `pages` into `memory`; a page outside it is the peer's error.
 pub fn apply_pages(memory: &mut [u8], pages: &PageSet) -> Result<()> {
     let size = memory.len();
