@@ -39,7 +39,8 @@ int32_t __faasm_await_call_output(int32_t id, void *buf, int32_t len);
 /* Objects (near-data). Keys are bytes, not NUL-terminated. */
 FAASM_IMPORT("__faasmndp_put")
 int32_t __faasmndp_put(const void *key, int32_t key_len, const void *data, int32_t data_len);
-/* Returns the buffer's address, 0 when missing or empty, -1 on a storage error. */
+/* Returns the buffer's address, 0 when missing or empty, -1 on a storage error.
+ * The byte after the *out_len bytes of data is 0 (ferry). */
 FAASM_IMPORT("__faasmndp_getMmap")
 int32_t __faasmndp_getMmap(const void *key, int32_t key_len, int64_t offset, int64_t max_len,
                            uint32_t *out_len);
@@ -102,7 +103,8 @@ static inline int faasmNdpPut(const char *key, size_t key_len, const void *data,
 
 /*
  * Maps the whole of object `key` into fresh pages at the end of linear
- * memory and stores its size in `*out_len`. Returns NULL (and 0 in
+ * memory and stores its size in `*out_len`; the byte after it is 0, so a
+ * text object reads as a C string in place. Returns NULL (and 0 in
  * `*out_len`) when the object is missing or empty, or on a storage error.
  * Inside a funclet the buffer is not sent back to the caller: copy out what
  * must outlive the funclet.

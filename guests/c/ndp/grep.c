@@ -26,15 +26,11 @@ static int grep(void) {
         regfree(&re);
         return GREP_NO_OBJECT;
     }
-    /* regexec wants a NUL-terminated string. */
-    size_t n = strnlen((const char *)object, len);
-    char *text = malloc(n + 1);
-    if (text == NULL) {
-        abort();
-    }
-    memcpy(text, object, n);
-    text[n] = '\0';
-    faasmNdpUnmap(object, len);
+    /* regexec wants a NUL-terminated string: the byte after a mapped
+     * object is 0, so the text is searched in place, not copied (a copy
+     * would be pages the funclet changed, shipped back to the caller). */
+    const char *text = (const char *)object;
+    size_t n = strnlen(text, len);
 
     regmatch_t m;
     for (size_t pos = 0; pos <= n && regexec(&re, text + pos, 1, &m, pos > 0 ? REG_NOTBOL : 0) == 0;) {
@@ -46,7 +42,7 @@ static int grep(void) {
         /* After an empty match, move on one byte. */
         pos = m.rm_eo > m.rm_so ? pos + (size_t)m.rm_eo : start + 1;
     }
-    free(text);
+    faasmNdpUnmap(object, len);
     regfree(&re);
     return GREP_OK;
 }

@@ -178,7 +178,9 @@ async fn get_mmap(
             "env::{IMPORT}: mapping {len} bytes of the object exceeds the memory cap of {cap} bytes"
         ));
     }
-    let pages = len.div_ceil(WASM_PAGE_BYTES as u64) as u32;
+    // One byte more than the data: a zero after it, so text can be read
+    // as a C string in place (grep's regexec) without a copy.
+    let pages = (len + 1).div_ceil(WASM_PAGE_BYTES as u64) as u32;
     let addr = match reuse_mapping(caller.data_mut(), pages) {
         Some(addr) => addr,
         None => {
@@ -204,6 +206,8 @@ async fn get_mmap(
     let closed = reader.close().await;
     match read.and_then(|n| closed.map(|()| n)) {
         Ok(n) => {
+            // A reused mapping may hold older bytes past the data.
+            mem.data_mut(&mut *caller)[start + n] = 0;
             write_len(caller, n as u32)?;
             Ok(addr as i32)
         }
