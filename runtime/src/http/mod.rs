@@ -36,6 +36,8 @@ pub enum Api {
 /// Accepts connections until the listener fails; each connection is a task
 /// on this shard.
 pub async fn serve(listener: TcpListener, shard: Rc<LocalShard>, api: Api) {
+    // Once per shard (the second listener's call returns at once).
+    glommio::spawn_local(io::heartbeat()).detach();
     let open = Rc::new(Cell::new(0usize));
     loop {
         let stream = match listener.accept().await {
@@ -99,7 +101,7 @@ pub async fn serve(listener: TcpListener, shard: Rc<LocalShard>, api: Api) {
                 .keep_alive(true)
                 .timer(GlommioTimer)
                 .header_read_timeout(header_read)
-                .serve_connection(GlommioIo(stream), service);
+                .serve_connection(GlommioIo::new(stream), service);
             if let Err(error) = connection.await {
                 tracing::debug!(%error, "connection ended with an error");
             }
