@@ -2,9 +2,10 @@
 # Offload on loopback: a local cluster (1 compute, 2 storage nodes, one
 # process each, deploy/local/cluster.sh), then with `ferry-bench run`
 # (closed loop, 1 connection, HdrHistogram) in one run:
-#   - the offload round trip with 0, 1 MiB and 16 MiB of dirty pages each
-#     way (test/probe), NDP against forbid_ndp (the same call, run on the
-#     compute node);
+#   - the offload round trip with 0, 1, 16 and 64 MiB of dirty pages each
+#     way (test/probe; DIRTY_KIB sets the sizes, in KiB: 262144 sends
+#     256 MiB, in 32 MiB parts), NDP against forbid_ndp (the same call,
+#     run on the compute node);
 #   - a wordcount of a 64 MiB object, NDP against forbid_ndp, and the bytes
 #     each moved between the nodes (offload pages from the compute node's
 #     /metrics; for forbid_ndp the object's bytes, read over the transport).
@@ -49,7 +50,7 @@ run() { # run LABEL FUNCTION USER INPUT [--forbid-ndp]
 }
 
 echo "== offload round trip (test/probe: dirty pages both ways), whole call latency"
-for kib in 0 1024 16384; do
+for kib in ${DIRTY_KIB:-0 1024 16384 65536}; do
   run "probe-${kib}k-ndp" probe test "k0 0 $kib 0"
   run "probe-${kib}k-forbid" probe test "k0 0 $kib 0" --forbid-ndp
 done

@@ -13,6 +13,17 @@
 #      funclets are offloaded to the storage node (the compute node's
 #      ferry_offloads_total{result="accepted"} must move), then down: no
 #      namespace and no node of the cluster may be left.
+#   4. bench/scenarios/ndp.sh (1 MiB, wordcount and grep, 1 s points, a
+#      two-rate sweep) and bench/scenarios/pays.sh (1 MiB, the four
+#      functions, 10gbit and 1gbit, 1 s points): no failed point, every
+#      closed-loop run free of errors, the tables and plots written.
+#   5. bench/offload.sh, 1 s points, and bench/transport_floor.sh, one
+#      short round (when sockperf and iperf3 are installed).
+#   6. bench/scaling.sh (1 against 2 shards, overload) and bench/getmmap.sh
+#      (64 MiB, with the read-path experiment), one short round each.
+#   7. bench/scenarios/render.py --check: bench/README.md's tables are
+#      those the committed bench/results render to.
+# Every scenario writes under SCRATCH_DIR, never into bench/results.
 # Needs root (network namespaces), target/release/{ferry,ferry-bench} and
 # the example guests (guests/out/examples).
 # Usage: bench/smoke.sh [SCRATCH_DIR]
@@ -193,4 +204,73 @@ for pid in $pids; do
   state=$(sed -n 's/^State:[[:space:]]*\([A-Z]\).*/\1/p' "/proc/$pid/status" 2>/dev/null || true)
   case "$state" in '' | Z | X) ;; *) fail "node pid $pid still running after down (state $state)" ;; esac
 done
+echo "== bench/scenarios/ndp.sh and pays.sh, 1 MiB, 1 s points"
+SIZES=1 FUNCS="wordcount grep" SWEEP_SIZE=1 SWEEP_RATES=5,10 SWEEP_SECONDS=1 WARMUP=0.3 \
+  bash "$root/bench/scenarios/ndp.sh" "$out/ndp" 1 >"$work/ndp.log" 2>&1 ||
+  { tail -30 "$work/ndp.log" >&2; fail "ndp.sh failed"; }
+SIZE=1 WARMUP=0.3 bash "$root/bench/scenarios/pays.sh" "$out/pays" 1 >"$work/pays.log" 2>&1 ||
+  { tail -30 "$work/pays.log" >&2; fail "pays.sh failed"; }
+python3 - "$out/ndp" "$out/pays" <<'EOF' || fail "the NDP scenarios' results: see above"
+import glob, json, os, sys
+ndp, pays = sys.argv[1:]
+problems = []
+closed = [os.path.join(ndp, "closed", f"{f}-1m-{m}.json") for f in ("wordcount", "grep") for m in ("ndp", "forbid")]
+closed += [os.path.join(pays, r, f"{f}-{m}.json") for r in ("10gbit", "1gbit")
+           for f in ("countstr", "sumcol", "wordcount", "grep") for m in ("ndp", "forbid")]
+sweeps = [os.path.join(ndp, "sweep", f, f"{f}-1m-{m}-r{r}.json") for f in ("wordcount", "grep")
+          for m in ("ndp", "forbid") for r in (5, 10)]
+for path in closed + sweeps:
+    if not os.path.exists(path):
+        problems.append(f"{path} missing")
+        continue
+    s = json.load(open(path))
+    if s["count"] == 0 or (path in closed and s["errors"] != 0):
+        problems.append(f"{path}: count {s['count']}, errors {s['errors']}")
+    if path in closed and not os.path.exists(path[: -len(".json")] + ".link.json"):
+        problems.append(f"{path}: no .link.json")
+for d in (ndp, pays):
+    for path in glob.glob(os.path.join(d, "**", "*.failed.json"), recursive=True):
+        problems.append(f"{path}: {json.load(open(path)).get('error')}")
+    meta = json.load(open(os.path.join(d, "meta.json")))
+    if not meta.get("ended") or not meta.get("load_average_start"):
+        problems.append(f"{d}/meta.json incomplete: {meta}")
+    if open(os.path.join(d, "table.md")).read().count("**") < 4:
+        problems.append(f"{d}/table.md has no ratios")
+for name in ("wordcount-latency.svg", "grep-latency.svg", "wordcount-sweep.svg", "grep-sweep.svg"):
+    path = os.path.join(ndp, name)
+    if not os.path.exists(path) or "<svg" not in open(path).read():
+        problems.append(f"{path} is not an SVG")
+if problems:
+    sys.exit("\n".join(problems))
+print("ndp.sh and pays.sh: every point ran, tables and plots written")
+EOF
+
+echo "== bench/offload.sh, 1 s points"
+bash "$root/bench/offload.sh" "$out/offload" 1 >"$work/offload.log" 2>&1 ||
+  { tail -30 "$work/offload.log" >&2; fail "offload.sh failed"; }
+ls "$out/offload"/*.json >/dev/null 2>&1 || fail "offload.sh wrote no results in $out/offload"
+if command -v sockperf >/dev/null && command -v iperf3 >/dev/null; then
+  echo "== bench/transport_floor.sh, one short round"
+  bash "$root/bench/transport_floor.sh" --rounds 1 --seconds 1 --rtt-requests 2000 --payload-rounds 2 \
+    --out "$out/transport-floor" >"$work/transport_floor.log" 2>&1 ||
+    { tail -30 "$work/transport_floor.log" >&2; fail "transport_floor.sh failed"; }
+else
+  echo "== bench/transport_floor.sh left out: sockperf or iperf3 not installed (scripts/setup.sh)"
+fi
+
+echo "== bench/scaling.sh and bench/getmmap.sh, one short round each"
+bash "$root/bench/scaling.sh" --no-build --rounds 1 --duration 1 --warmup 0.3 --rate 500 \
+  --overload-s 1 --out "$out/scaling" >"$work/scaling.log" 2>&1 ||
+  { tail -30 "$work/scaling.log" >&2; fail "scaling.sh failed"; }
+[ -s "$out/scaling/table.md" ] && [ -s "$out/scaling/scaling.json" ] ||
+  fail "scaling.sh wrote no table in $out/scaling"
+bash "$root/bench/getmmap.sh" --no-build --size 67108864 --calls 1 --rounds 1 \
+  --out "$out/getmmap" >"$work/getmmap.log" 2>&1 ||
+  { tail -30 "$work/getmmap.log" >&2; fail "getmmap.sh failed"; }
+[ -s "$out/getmmap/table.md" ] && [ -s "$out/getmmap/paths.txt" ] ||
+  fail "getmmap.sh wrote no table in $out/getmmap"
+
+echo "== bench/scenarios/render.py --check"
+python3 "$root/bench/scenarios/render.py" --check >"$work/render.log" 2>&1 ||
+  { cat "$work/render.log" >&2; fail "bench/README.md's tables are stale; run bench/scenarios/render.py"; }
 echo "$me: ok"

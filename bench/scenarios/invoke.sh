@@ -285,6 +285,7 @@ json.dump({
     "load_average_before": e["CONTEXT_LOAD_BEFORE"],
     "load_average_after": e["CONTEXT_LOAD_AFTER"],
     "kernel": platform.release(),
+    "cpu_model": next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "unknown"),
     "server_cpu": int(e["CONTEXT_SERVER_CPU"]),
     "client_cpu": int(e["CONTEXT_CLIENT_CPU"]),
     "duration_s": float(e["CONTEXT_DURATION"]),

@@ -1,106 +1,177 @@
 #!/usr/bin/env bash
-# NDP against forbid_ndp over an emulated 10 Gbit/s network: wordcount of a
-# 1 MiB and a 16 MiB object, on a cluster of 1 compute and 1 storage node,
-# each in its own network namespace with the storage link shaped to 10gbit
-# (deploy/local/netns.sh), load from the load generator's namespace.
+# NDP against forbid_ndp over an emulated 10 Gbit/s network, by object
+# size: each function of FUNCS (default "wordcount grep") on an object of
+# words of each size of SIZES MiB (default "1 16 256 1024"), on a cluster of
+# 1 compute and 1 storage node, each in its own network namespace with the
+# storage link shaped to RATE (deploy/local/netns.sh; storage-0 pinned to
+# CPU 0, compute-0 to CPU 1), load from the load generator's namespace.
 #
 #   bench/scenarios/ndp.sh [OUT_DIR] [SECONDS_PER_POINT]
 #
-# (default bench/results/ndp, 10 s per point after 1 s of warm-up; root.)
-# For each size and mode, `ferry-bench run` closed loop, 1 connection, with
-# both nodes' /metrics read around the window (CPU seconds, offloads and
-# their bytes per call) writes OUT_DIR/wordcount-SIZE-MODE.{hlog,json,txt};
-# one call of each alone, with the storage link's veth counters read before
-# and after, writes OUT_DIR/wordcount-SIZE-MODE.link.json (the bytes that
-# crossed that link for one call, each way, headers included). Then
-# OUT_DIR/latency.svg (ferry-bench plot) and OUT_DIR/table.md
-# (bench/scenarios/table.py). The answers with and without NDP must be the
-# same, and every run must be free of errors.
-# Environment: RATE (default 10gbit), SIZES (object sizes in MiB, default
-# "1 16"), FERRY_BENCH (the ferry-bench binary).
+# (default bench/results/ndp, 10 s per point; root.) Per size, the object
+# (bench/scenarios/gen.py words) is put over HTTP through the compute node;
+# per function, one call with NDP and one with forbid_ndp, each alone with
+# the storage link's veth counters read around it, must answer the same
+# (closed/FUNC-SIZEm-MODE.link.json: link bytes each way, call time,
+# answer size and hash); then `ferry-bench run` closed loop, 1 connection,
+# SECONDS_PER_POINT s with both nodes' /metrics read around the window
+# (CPU seconds, offloads and their bytes), 1 s of warm-up unless one call
+# takes over a third of the window (closed/FUNC-SIZEm-MODE.{hlog,json,txt});
+# every run must be free of errors, and its funclets must have run where
+# its mode puts them. A point that fails leaves
+# closed/FUNC-SIZEm.failed.json (the error's text, the nodes' warnings)
+# and the scenario goes on, then exits 1. Then at SWEEP_SIZE MiB (default
+# 16, when in SIZES) an open-loop `ferry-bench sweep` per function and
+# mode (sweep/FUNC/FUNC-SIZEm-MODE-rR.*) at SWEEP_RATES calls/s (default:
+# 0.25, 0.5, 0.75, 1 and 1.5 times 1 / p50 of that function's closed-loop
+# NDP run at that size, what one connection gets through back to back),
+# SWEEP_SECONDS s per rate (default SECONDS_PER_POINT; with the default
+# rates at least 3 calls' worth of the lowest). Last: FUNC-latency.svg and
+# FUNC-sweep.svg (ferry-bench plot), meta.json (bench/scenarios/meta.py:
+# date, kernel, CPU, load average) and table.md (bench/scenarios/render.py
+# ndp OUT_DIR).
+#
+# Environment: FUNCS, SIZES, RATE (default 10gbit), GREP_REGEX (default
+# "w1[0-9] w39 w39": ~41 matches per MiB), SWEEP_SIZE, SWEEP_RATES,
+# SWEEP_SECONDS, WARMUP (s before each closed-loop window, default 1),
+# FERRY_BENCH (the ferry-bench binary).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 me=ndp.sh
 out=${1:-$root/bench/results/ndp}
 seconds=${2:-10}
+funcs=${FUNCS:-wordcount grep}
+sizes=${SIZES:-1 16 256 1024}
 rate=${RATE:-10gbit}
-sizes=${SIZES:-1 16}
+grep_regex=${GREP_REGEX:-w1[0-9] w39 w39}
+sweep_size=${SWEEP_SIZE:-16}
+sweep_rates=${SWEEP_RATES:-}
+sweep_seconds=${SWEEP_SECONDS:-$seconds}
 bench=${FERRY_BENCH:-$root/target/release/ferry-bench}
-netns=$root/deploy/local/netns.sh
-case "$seconds" in '' | *[!0-9.]*) echo "$me: SECONDS_PER_POINT is a number, got '$seconds'" >&2; exit 2 ;; esac
+for value in "$seconds" "$sweep_seconds"; do
+  case "$value" in '' | *[!0-9.]*) echo "$me: seconds are a number, got '$value'" >&2; exit 2 ;; esac
+done
+for size in $sizes $sweep_size; do
+  case "$size" in '' | *[!0-9]* | 0) echo "$me: sizes are whole MiB, got '$size'" >&2; exit 2 ;; esac
+done
+for function in $funcs; do
+  case "$function" in wordcount | grep | countstr | sumcol) ;; *) echo "$me: no input known for function '$function'" >&2; exit 2 ;; esac
+done
 [ -x "$bench" ] || { echo "$me: $bench not built (cargo build --release -p ferry-bench)" >&2; exit 1; }
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 work=$(mktemp -d)
-cluster=$work/cluster
-trap 'bash "$netns" down "$cluster" >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
+cluster=
+trap 'ndp_down; rm -rf "$work"' EXIT
+# shellcheck source=bench/scenarios/ndp_lib.sh
+. "$root/bench/scenarios/ndp_lib.sh"
 
-bash "$netns" up "$cluster" --compute 1 --storage 1 --rate "$rate" >/dev/null
-compute=$(awk '$2 == "compute" {print $3; exit}' "$cluster/endpoints")
-compute_upload=$(awk '$2 == "compute" {print $4; exit}' "$cluster/endpoints")
-storage=$(awk '$2 == "storage" {print $3; exit}' "$cluster/endpoints")
-compute=${compute%/} compute_upload=${compute_upload%/} storage=${storage%/}
-switch=$(awk '$1 == "loadgen" {print $2}' "$cluster/netns")
-switch=${switch%-loadgen}-switch
-in_loadgen() { bash "$netns" exec "$cluster" loadgen "$@"; }
-# Bytes the switch's end of storage-0's link has sent (to storage) and
-# received (from storage).
-link_bytes() {
-  echo "$(ip netns exec "$switch" cat /sys/class/net/s0/statistics/tx_bytes)" \
-    "$(ip netns exec "$switch" cat /sys/class/net/s0/statistics/rx_bytes)"
-}
-call() { # call KEY FORBID(true|false) OUTPUT_FILE
-  in_loadgen curl -sf --noproxy '*' -o "$3" -X POST "$compute/f/" \
-    -d "{\"user\": \"ndp\", \"function\": \"wordcount\", \"input_data\": \"$1\", \"forbid_ndp\": $2}"
+# This run's files replace the last run's.
+rm -rf "$out/closed" "$out/sweep"
+rm -f "$out"/*.svg "$out/table.md" "$out/meta.json"
+mkdir -p "$out/closed" "$out/sweep"
+python3 "$root/bench/scenarios/meta.py" start "$out" ndp -- "bench/scenarios/ndp.sh" "${@}" \
+  "(FUNCS=\"$funcs\" SIZES=\"$sizes\" RATE=$rate SWEEP_SIZE=$sweep_size SWEEP_SECONDS=$sweep_seconds)"
+echo "== $funcs, NDP vs forbid_ndp, storage link $rate, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+ndp_up "$work/cluster" "$rate"
+failed=
+
+input_of() { # input_of FUNCTION KEY
+  case "$1" in
+    wordcount) echo "$2" ;;
+    grep) echo "$2 $grep_regex" ;;
+    countstr) echo "$2 w39 w39" ;;
+    sumcol) echo "$2 1" ;;
+  esac
 }
 
-echo "== wordcount, NDP vs forbid_ndp, storage link $rate ($cluster)"
 for size in $sizes; do
   key=words-${size}m
-  python3 - "$work/$key" "$size" <<'EOF'
-import random, sys
-random.seed(1)
-words = [f"w{i}" for i in range(40)]
-size = int(sys.argv[2]) << 20
-# One MiB of random words, repeated: a 1024 MiB object in seconds.
-out, n = [], 0
-while n < 1 << 20:
-    w = random.choice(words) + " "
-    out.append(w); n += len(w)
-chunk = "".join(out)[: 1 << 20]
-with open(sys.argv[1], "w") as f:
-    for _ in range(size >> 20):
-        f.write(chunk)
-EOF
-  in_loadgen curl -sf --noproxy '*' -X PUT --data-binary @"$work/$key" "$compute_upload/o/ndp/$key" >/dev/null
-  call "$key" false "$work/$key.ndp.out"
-  call "$key" true "$work/$key.forbid.out"
-  cmp -s "$work/$key.ndp.out" "$work/$key.forbid.out" ||
-    { echo "$me: wordcount of $key differs with and without NDP" >&2; exit 1; }
-  for mode in ndp forbid; do
-    label=wordcount-${size}m-$mode
-    forbid=false flag=()
-    [ "$mode" = forbid ] && forbid=true flag=(--forbid-ndp)
-    read -r to0 from0 < <(link_bytes)
-    call "$key" "$forbid" /dev/null
-    read -r to1 from1 < <(link_bytes)
-    printf '{"label": "%s", "calls": 1, "to_storage_bytes": %d, "from_storage_bytes": %d}\n' \
-      "$label" $((to1 - to0)) $((from1 - from0)) >"$out/$label.link.json"
-    in_loadgen "$bench" run --url "$compute" --user ndp --function wordcount --input "$key" "${flag[@]}" \
-      --concurrency 1 --duration "$seconds" --warmup 1 --metrics "$compute" "$storage" \
-      --out "$out" --label "$label" >/dev/null
-    python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); sys.exit(0 if s["errors"] == 0 and s["count"] > 0 else 1)' \
-      "$out/$label.json" || { echo "$me: $label had errors; see $out/$label.txt" >&2; exit 1; }
-    head -3 "$out/$label.txt" | tail -2 | tr '\n' ' ' | sed "s/^/$label: /"
-    echo
+  python3 "$root/bench/scenarios/gen.py" words "$work/$key" "$size"
+  ndp_put "$key" "$work/$key"
+  rm -f "$work/$key"
+  for function in $funcs; do
+    input=$(input_of "$function" "$key")
+    stem=$function-${size}m
+    # A point that fails is recorded (closed/STEM.failed.json, with the
+    # error's text, rendered as such) and the others still run; the
+    # scenario then exits 1.
+    since=$(date -u +%Y-%m-%dT%H:%M:%S)
+    set +e
+    (
+      set -e
+      ndp_check "$function" "$input" "$out/closed" "$stem"
+      warmup=$(ndp_warmup "$call_s" "$seconds")
+      misplaced=
+      for mode in ndp forbid; do
+        ndp_run "$function" "$input" "$out/closed" "$stem-$mode" "$mode" "$seconds" "$warmup"
+        ndp_where "$out/closed/$stem-$mode" "$mode" || misplaced="$misplaced $mode"
+        python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); print("%s: %d calls, p50 %.1f ms" % (s["label"], s["count"], s["latency_ms"]["p50"]))' \
+          "$out/closed/$stem-$mode.json"
+      done
+      [ -z "$misplaced" ] || { echo "$me: $stem: the funclets of the$misplaced run ran elsewhere" >&2; exit 1; }
+    ) 2>"$work/point.err"
+    status=$?
+    set -e
+    cat "$work/point.err" >&2
+    if [ "$status" != 0 ]; then
+      ndp_failed "$out/closed/$stem" "$work/point.err" "$since"
+      failed="$failed $stem"
+    fi
   done
+  in_loadgen curl -sf --noproxy '*' -X DELETE "$compute_upload/o/ndp/$key" >/dev/null || true
 done
-"$bench" plot "$out" --out "$out/latency.svg" --title "wordcount, NDP vs forbid_ndp, $rate storage link" >/dev/null
-{
-  echo "wordcount NDP vs forbid_ndp, 1 compute + 1 storage node in network namespaces, storage link $rate (tbf),"
-  echo "closed loop, 1 connection, $seconds s per point; $(date -u +%Y-%m-%dT%H:%M:%SZ); bench/scenarios/ndp.sh"
-  echo
-  python3 "$root/bench/scenarios/table.py" "$out"
-} >"$out/table.md"
+
+case " $sizes " in
+  *" $sweep_size "*)
+    key=words-${sweep_size}m
+    python3 "$root/bench/scenarios/gen.py" words "$work/$key" "$sweep_size"
+    ndp_put "$key" "$work/$key"
+    for function in $funcs; do
+      rates=$sweep_rates
+      duration=$sweep_seconds
+      if [ -z "$rates" ]; then
+        # Around what one connection gets through back to back (1 / p50 of
+        # the closed-loop NDP run), and a window long enough for a few
+        # calls at the lowest rate.
+        read -r rates duration < <(python3 -c '
+import json, sys
+p50_s = json.load(open(sys.argv[1]))["latency_ms"]["p50"] / 1000
+r = 1 / p50_s
+rates = [float(f"{r * k:.2g}") for k in (0.25, 0.5, 0.75, 1, 1.5)]
+print(",".join(f"{x:g}" for x in rates), max(float(sys.argv[2]), round(3 / rates[0], 1)))' \
+          "$out/closed/$function-${sweep_size}m-ndp.json" "$sweep_seconds")
+      fi
+      for mode in ndp forbid; do
+        flag=()
+        [ "$mode" = forbid ] && flag=(--forbid-ndp)
+        echo "sweep $function ${sweep_size} MiB $mode at $rates calls/s"
+        in_loadgen "$bench" sweep --url "$compute" --user ndp --function "$function" \
+          --input "$(input_of "$function" "$key")" "${flag[@]}" --rates "$rates" \
+          --duration "$duration" --warmup 1 --timeout 120s --metrics "$compute" "$storage" \
+          --out "$out/sweep/$function" --label "$function-${sweep_size}m-$mode" >/dev/null ||
+          echo "$me: the $function $mode sweep reported failed calls (overload); see $out/sweep" >&2
+      done
+      "$bench" plot "$out/sweep/$function" --kind rate --out "$out/$function-sweep.svg" \
+        --title "$function ${sweep_size} MiB, open loop, NDP vs forbid_ndp, $rate storage link" >/dev/null 2>&1 ||
+        echo "$me: plotting the $function sweep failed" >&2
+    done
+    ;;
+esac
+
+ndp_down
+for function in $funcs; do
+  mkdir -p "$work/plot-$function"
+  cp "$out/closed/$function"-*.json "$work/plot-$function/"
+  rm -f "$work/plot-$function"/*.link.json
+  "$bench" plot "$work/plot-$function" --out "$out/$function-latency.svg" \
+    --title "$function, NDP vs forbid_ndp by object size, $rate storage link, closed loop" >/dev/null
+done
+python3 "$root/bench/scenarios/meta.py" end "$out"
+python3 "$root/bench/scenarios/render.py" ndp "$out" >"$out/table.md"
 cat "$out/table.md"
 echo "results in $out"
+if [ -n "$failed" ]; then
+  echo "$me: failed points:$failed (see $out/closed/*.failed.json)" >&2
+  exit 1
+fi
