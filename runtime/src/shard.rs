@@ -66,6 +66,14 @@ pub struct NodeShared {
     pub(crate) tokio: tokio::runtime::Runtime,
 }
 
+/// A shard's handles: objects and state as its calls reach them, and the
+/// node's own state store (stores.rs makes them).
+pub struct ShardStores {
+    pub objects: Objects,
+    pub state: Objects,
+    pub state_here: Objects,
+}
+
 pub struct LocalShard {
     pub id: usize,
     pub node: Arc<NodeShared>,
@@ -102,9 +110,9 @@ impl LocalShard {
     pub fn install(
         id: usize,
         node: Arc<NodeShared>,
-        stores: crate::stores::ShardStores,
+        stores: ShardStores,
     ) -> anyhow::Result<Rc<LocalShard>> {
-        let crate::stores::ShardStores {
+        let ShardStores {
             objects,
             state,
             state_here,

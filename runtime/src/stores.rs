@@ -18,7 +18,7 @@ use anyhow::{anyhow, Context, Result};
 
 use crate::config::{Backend, Config, PeerNode, Role};
 use crate::objects::{Objects, RemoteObjects};
-use crate::shard::NodeShared;
+use crate::shard::{NodeShared, ShardStores};
 use ferry_storage::{
     CephNode, CephPlacementConfig, EmbeddedStore, ObjectStore, Placement, RadosConfig, RadosStore,
 };
@@ -51,14 +51,6 @@ pub struct Plans {
     pub state_here: ObjectStore,
     /// The cluster's placement of objects (None for a node started alone).
     pub placement: Option<Placement>,
-}
-
-/// A shard's handles: objects and state as its calls reach them, and the
-/// node's own state store.
-pub struct ShardStores {
-    pub objects: Objects,
-    pub state: Objects,
-    pub state_here: Objects,
 }
 
 impl Plans {
