@@ -10,8 +10,9 @@ mod floor;
 mod load;
 mod plot;
 mod report;
-mod scrape;
 mod transport;
+
+use ferry_bench::scrape;
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -25,7 +25,13 @@ pub fn metrics_url(url: &str) -> String {
     }
 }
 
+/// A node's counters now (the samples [`parse`] keeps).
 pub fn scrape(url: &str) -> Result<Scrape> {
+    Ok(parse(&fetch(url)?))
+}
+
+/// The text of a node's /metrics at `url`.
+pub fn fetch(url: &str) -> Result<String> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         // Benchmark traffic goes straight to the node, never through
         // a proxy named in the environment.
@@ -40,7 +46,7 @@ pub fn scrape(url: &str) -> Result<Scrape> {
         .body_mut()
         .read_to_string()
         .with_context(|| format!("reading the body of {url}"))?;
-    Ok(parse(&text))
+    Ok(text)
 }
 
 /// The kept samples of a Prometheus text exposition; lines that are not

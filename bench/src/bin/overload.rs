@@ -238,7 +238,7 @@ fn main() -> Result<()> {
             let mut in_flight = Vec::new();
             while Instant::now() + IN_FLIGHT_SAMPLE_EVERY < window_end {
                 std::thread::sleep(IN_FLIGHT_SAMPLE_EVERY);
-                if let Ok(scrape) = scrape(&url) {
+                if let Ok(scrape) = ferry_bench::scrape::fetch(&url) {
                     if let Some(value) = sample(&scrape, "ferry_calls_in_flight") {
                         in_flight.push(value);
                     }
@@ -433,7 +433,7 @@ const IN_FLIGHT_SAMPLE_EVERY: Duration = Duration::from_millis(100);
 
 /// The node's `process_cpu_seconds_total`.
 fn cpu_seconds(url: &str) -> Result<f64> {
-    let text = scrape(url)?;
+    let text = ferry_bench::scrape::fetch(url)?;
     sample(&text, "process_cpu_seconds_total")
         .ok_or_else(|| anyhow!("{url} has no process_cpu_seconds_total"))
 }
@@ -444,23 +444,6 @@ fn sample(text: &str, name: &str) -> Option<f64> {
         .filter_map(|line| line.strip_prefix(name))
         .find_map(|rest| rest.strip_prefix(' '))
         .and_then(|value| value.split_whitespace().next()?.parse().ok())
-}
-
-/// The text of a node's /metrics.
-fn scrape(url: &str) -> Result<String> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .proxy(None)
-        .timeout_global(Some(Duration::from_secs(10)))
-        .build()
-        .into();
-    let text = agent
-        .get(url)
-        .call()
-        .with_context(|| format!("reading {url}"))?
-        .body_mut()
-        .read_to_string()
-        .with_context(|| format!("reading the body of {url}"))?;
-    Ok(text)
 }
 
 fn sleep_until(when: Instant) {
