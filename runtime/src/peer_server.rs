@@ -20,7 +20,7 @@ use crate::objects::{ObjectError, Objects};
 use crate::shard::LocalShard;
 use crate::state_store::{self, StateWriteError};
 use ferry_storage::{PutStream, StorageError};
-use ferry_transport::{ErrorCode, Message, Store};
+use ferry_transport::{ErrorCode, Message, StateUpdate, Store};
 
 /// Serves compute nodes' object and state reads and writes on a transport
 /// listener, from this shard's stores.
@@ -132,10 +132,9 @@ async fn answer_peer(shard: &Rc<LocalShard>, writes: &Rc<Writes>, message: Messa
                 Err(error) => object_error(error),
             }
         }
-        Message::StateUpdate(update) => {
+        Message::StateUpdate(StateUpdate { user, key, change }) => {
             let locks = shard.node.executor.state_locks();
-            let (user, key) = (&update.user, &update.key);
-            match state_store::apply(shard.state_here(), locks, user, key, &update.change).await {
+            match state_store::apply(shard.state_here(), locks, &user, &key, change).await {
                 Ok(object_bytes) => Message::ObjectWritten { object_bytes },
                 Err(error) => state_error(error),
             }
@@ -320,19 +319,19 @@ impl Writes {
         if open.written == open.total_bytes {
             // A state value is published under its apply lock, as every
             // other write to it.
-            let locks = match open.store {
-                Store::State => match shard_locks.locks_for(&open.user, &open.key) {
-                    Ok(locks) => Some(locks),
-                    Err(error) => {
-                        open.stream.abort().await;
-                        return Message::error(ErrorCode::Internal, error.to_string());
+            let _apply = match open.store {
+                Store::State => {
+                    match state_store::publish_lock(objects, shard_locks, &open.user, &open.key)
+                        .await
+                    {
+                        Ok(guard) => guard,
+                        Err(error) => {
+                            open.stream.abort().await;
+                            return state_error(error);
+                        }
                     }
-                },
+                }
                 Store::Objects => None,
-            };
-            let _apply = match &locks {
-                Some(locks) => Some(locks.apply.lock().await),
-                None => None,
             };
             return match open.stream.finish().await {
                 Ok(()) => Message::ObjectWritten {

@@ -7,6 +7,11 @@
 //! that node applies here, so updates from any number of nodes to one value
 //! never lose each other's bytes.
 //!
+//! Every write to a state value goes through here, whatever store it
+//! reaches: a store on another node gets the write over the transport (and
+//! applies it here, on its side); a store on this node takes the value's
+//! apply lock.
+//!
 //! [`Message::StateUpdate`]: ferry_transport::Message::StateUpdate
 
 use ferry_transport::StateChange;
@@ -25,6 +30,27 @@ pub enum StateWriteError {
     Store(#[from] ObjectError),
 }
 
+impl StateWriteError {
+    /// As an object store's error (for the HTTP routes' status codes).
+    pub fn into_object_error(self) -> ObjectError {
+        use ferry_storage::StorageError;
+        match self {
+            StateWriteError::Store(error) => error,
+            StateWriteError::TooLarge { bytes } => {
+                ObjectError::Storage(StorageError::ObjectTooLarge {
+                    len_bytes: bytes,
+                    max_bytes: STATE_VALUE_BYTES_MAX as u64,
+                })
+            }
+            StateWriteError::Locks(reason) => ObjectError::Storage(StorageError::Io {
+                op: "locking",
+                path: "a state value".into(),
+                source: std::io::Error::other(reason),
+            }),
+        }
+    }
+}
+
 fn locks(table: &StateLocks, user: &str, key: &[u8]) -> Result<KeyLocks, StateWriteError> {
     table
         .locks_for(user, key)
@@ -38,7 +64,7 @@ fn check_size(bytes: u64) -> Result<(), StateWriteError> {
     Ok(())
 }
 
-/// Writes the whole value (user, key) of `store`, this node's state store.
+/// Writes the whole value (user, key) of `store`.
 pub async fn put(
     store: &Objects,
     table: &StateLocks,
@@ -47,33 +73,41 @@ pub async fn put(
     bytes: &[u8],
 ) -> Result<(), StateWriteError> {
     check_size(bytes.len() as u64)?;
+    if let Objects::Remote(_) = store {
+        return Ok(store.put(user, key, bytes).await?);
+    }
     let locks = locks(table, user, key)?;
     let _apply = locks.apply.lock().await;
     Ok(store.put(user, key, bytes).await?)
 }
 
-/// Removes the value (user, key) of `store`, this node's state store;
-/// whether there was one.
+/// Removes the value (user, key) of `store`; whether there was one.
 pub async fn delete(
     store: &Objects,
     table: &StateLocks,
     user: &str,
     key: &[u8],
 ) -> Result<bool, StateWriteError> {
+    if let Objects::Remote(_) = store {
+        return Ok(store.delete(user, key).await?);
+    }
     let locks = locks(table, user, key)?;
     let _apply = locks.apply.lock().await;
     Ok(store.delete(user, key).await?)
 }
 
-/// Applies `change` to the value (user, key) of `store`, this node's state
-/// store; returns the value's size after it.
+/// Applies `change` to the value (user, key) of `store`; returns the
+/// value's size after it.
 pub async fn apply(
     store: &Objects,
     table: &StateLocks,
     user: &str,
     key: &[u8],
-    change: &StateChange,
+    change: StateChange,
 ) -> Result<u64, StateWriteError> {
+    if let Objects::Remote(remote) = store {
+        return Ok(remote.update_state(user, key, change).await?);
+    }
     let locks = locks(table, user, key)?;
     let _apply = locks.apply.lock().await;
     let mut value = store
@@ -81,7 +115,7 @@ pub async fn apply(
         .await?
         .unwrap_or_default();
     check_size(value.len() as u64)?;
-    match change {
+    match &change {
         StateChange::Ranges {
             value_bytes,
             ranges,
@@ -105,6 +139,21 @@ pub async fn apply(
     }
     store.put(user, key, &value).await?;
     Ok(value.len() as u64)
+}
+
+/// The apply lock of (user, key), held while a streamed write publishes
+/// the value on this node's `store`; None for a store on another node
+/// (which locks on its side).
+pub async fn publish_lock(
+    store: &Objects,
+    table: &StateLocks,
+    user: &str,
+    key: &[u8],
+) -> Result<Option<futures::lock::OwnedMutexGuard<()>>, StateWriteError> {
+    if let Objects::Remote(_) = store {
+        return Ok(None);
+    }
+    Ok(Some(locks(table, user, key)?.apply.lock_owned().await))
 }
 
 #[cfg(test)]
@@ -142,7 +191,7 @@ mod tests {
                         let (store, table) = (&store, &table);
                         async move {
                             let byte = [i as u8 + 1];
-                            apply(store, table, "u", b"v", &ranges(64, &[(i, &byte)])).await
+                            apply(store, table, "u", b"v", ranges(64, &[(i, &byte)])).await
                         }
                     });
                     let appends = (0..64u8).map(|i| {
@@ -153,7 +202,7 @@ mod tests {
                                 table,
                                 "u",
                                 b"log",
-                                &StateChange::Append(Bytes::from(vec![i; 3])),
+                                StateChange::Append(Bytes::from(vec![i; 3])),
                             )
                             .await
                         }
@@ -178,7 +227,7 @@ mod tests {
                     // Past the cap: refused, the value untouched.
                     let big = ranges(STATE_VALUE_BYTES_MAX as u64 + 1, &[]);
                     assert!(matches!(
-                        apply(&store, &table, "u", b"v", &big).await,
+                        apply(&store, &table, "u", b"v", big).await,
                         Err(StateWriteError::TooLarge { .. })
                     ));
                     assert_eq!(

@@ -249,6 +249,22 @@ fn state_api() -> Result<()> {
             assert_eq!(reply.status, 500, "{input}");
             assert!(reply.text().contains(reason), "{input}: {}", reply.text());
         }
+        // A value over the state cap is refused from its Content-Length,
+        // before a byte of it is read or stored: guests could never read it.
+        let over = format!("/s/test/{function}_over");
+        let mut stream = std::net::TcpStream::connect(&node.upload)?;
+        std::io::Write::write_all(
+            &mut stream,
+            format!(
+                "PUT {over} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+                (64u64 << 20) + 1
+            )
+            .as_bytes(),
+        )?;
+        let mut head = [0u8; 12];
+        std::io::Read::read_exact(&mut stream, &mut head)?;
+        assert_eq!(&head, b"HTTP/1.1 413");
+        assert_eq!(node.get(&node.upload, &over)?.status, 404);
         // Users do not share state.
         assert_eq!(
             node.get(&node.upload, &format!("/s/other/{k}"))?.status,

@@ -49,9 +49,8 @@ use super::guest::{guest_range, memory, on_shard, read_bytes, read_cstr, write_b
 use crate::exec::call_state::{GuestLock, Mapped};
 use crate::exec::CallCtx;
 use crate::limits::{STATE_KEY_BYTES_MAX, STATE_VALUE_BYTES_MAX, WASM_PAGE_BYTES};
-use crate::objects::Objects;
 use crate::shard::LocalShard;
-use crate::state_store::{self, StateWriteError};
+use crate::state_store;
 
 /// Appended state is stored under the key followed by this suffix: a NUL
 /// no guest key can contain.
@@ -174,32 +173,16 @@ async fn save(user: &str, key: &[u8], bytes: &[u8], import: &str) -> Result<()> 
         );
     }
     let shard = LocalShard::current(import)?;
-    let written = match shard.state() {
-        remote @ Objects::Remote(_) => remote
-            .put(user, key, bytes)
-            .await
-            .map_err(StateWriteError::from),
-        local => {
-            let locks = shard.node.executor.state_locks();
-            state_store::put(local, locks, user, key, bytes).await
-        }
-    };
+    let locks = shard.node.executor.state_locks();
+    let written = state_store::put(shard.state(), locks, user, key, bytes).await;
     written.map_err(|e| anyhow!("env::{import}: writing state {}: {e}", display(key)))
 }
 
 /// Applies `change` to (user, key) where the value is stored.
 async fn update(user: &str, key: &[u8], change: StateChange, import: &str) -> Result<()> {
     let shard = LocalShard::current(import)?;
-    let updated = match shard.state() {
-        Objects::Remote(remote) => remote
-            .update_state(user, key, change)
-            .await
-            .map_err(StateWriteError::from),
-        local => {
-            let locks = shard.node.executor.state_locks();
-            state_store::apply(local, locks, user, key, &change).await
-        }
-    };
+    let locks = shard.node.executor.state_locks();
+    let updated = state_store::apply(shard.state(), locks, user, key, change).await;
     updated
         .map(drop)
         .map_err(|e| anyhow!("env::{import}: updating state {}: {e}", display(key)))
@@ -597,16 +580,8 @@ async fn clear_appended_state(
     let user = caller.data().spec.user.clone();
     let shard = LocalShard::current(import)?;
     let appended = appended_key(&key);
-    let cleared = match shard.state() {
-        remote @ Objects::Remote(_) => remote
-            .delete(&user, &appended)
-            .await
-            .map_err(StateWriteError::from),
-        local => {
-            let locks = shard.node.executor.state_locks();
-            state_store::delete(local, locks, &user, &appended).await
-        }
-    };
+    let locks = shard.node.executor.state_locks();
+    let cleared = state_store::delete(shard.state(), locks, &user, &appended).await;
     cleared.map(drop).map_err(|e| {
         anyhow!(
             "env::{import}: clearing appended state {}: {e}",

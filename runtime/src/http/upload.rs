@@ -211,29 +211,16 @@ async fn put_object(
         Ok(ticket) => ticket,
         Err(reply) => return reply,
     };
-    let put = match (which, store) {
-        // A state value on this node is written under its apply lock, as
-        // every update to it (state_store.rs).
-        (Store::State, local @ Objects::Local(_)) => {
+    let put = match which {
+        // Every write of a state value goes through state_store (its
+        // apply lock, on whichever node stores it).
+        Store::State => {
             let locks = shard.node.executor.state_locks();
-            state_store::put(local, locks, user, key, &body)
+            state_store::put(store, locks, user, key, &body)
                 .await
-                .map_err(|error| match error {
-                    StateWriteError::Store(error) => error,
-                    StateWriteError::TooLarge { bytes } => {
-                        ObjectError::Storage(ferry_storage::StorageError::ObjectTooLarge {
-                            len_bytes: bytes,
-                            max_bytes: limits::STATE_VALUE_BYTES_MAX as u64,
-                        })
-                    }
-                    other => ObjectError::Storage(ferry_storage::StorageError::Io {
-                        op: "locking",
-                        path: "a state value".into(),
-                        source: std::io::Error::other(other.to_string()),
-                    }),
-                })
+                .map_err(StateWriteError::into_object_error)
         }
-        _ => store.put(user, key, &body).await,
+        Store::Objects => store.put(user, key, &body).await,
     };
     landed(put, ticket)
 }
@@ -247,6 +234,15 @@ async fn put_streamed(
     key: &[u8],
     total_bytes: u64,
 ) -> Reply {
+    if matches!(which, Store::State) && total_bytes > limits::STATE_VALUE_BYTES_MAX as u64 {
+        return text(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "State value of {total_bytes} bytes exceeds the cap of {} bytes",
+                limits::STATE_VALUE_BYTES_MAX
+            ),
+        );
+    }
     if total_bytes > limits::OBJECT_BODY_BYTES_MAX as u64 {
         return text(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -301,19 +297,16 @@ async fn put_streamed(
             break;
         }
     }
-    // A state value on this node is published under its apply lock.
-    let locks = match (which, store) {
-        (Store::State, Objects::Local(_)) => {
-            match shard.node.executor.state_locks().locks_for(user, key) {
-                Ok(locks) => Some(locks),
-                Err(error) => return text(StatusCode::INTERNAL_SERVER_ERROR, error.to_string()),
+    // A state value is published under its apply lock.
+    let _apply = match which {
+        Store::State => {
+            let locks = shard.node.executor.state_locks();
+            match state_store::publish_lock(store, locks, user, key).await {
+                Ok(guard) => guard,
+                Err(error) => return storage_error(error.into_object_error()),
             }
         }
-        _ => None,
-    };
-    let _apply = match &locks {
-        Some(locks) => Some(locks.apply.lock().await),
-        None => None,
+        Store::Objects => None,
     };
     landed(writer.finish().await, ticket)
 }
