@@ -32,7 +32,7 @@ use wasmtime::{format_err as anyhow, Result};
 use wasmtime::{Caller, Linker, Store};
 use wasmtime_wasi::p1::{self, wasi_snapshot_preview1::WasiSnapshotPreview1};
 
-use super::guest::{memory, on_shard, read_bytes, write_bytes};
+use super::guest::{guest_range, memory, on_shard, read_bytes, write_bytes};
 use crate::exec::sandbox::SHARED_FD;
 use crate::exec::CallCtx;
 use crate::limits::SHARED_FILE_BYTES_MAX;
@@ -126,15 +126,20 @@ async fn counted_write(
     if counted {
         // WASI writes the first non-empty buffer only: that is the most
         // this write can add.
-        let mut asked = 0u64;
-        for i in 0..iovs_len.max(0) {
-            let entry = read_bytes(caller, iovs.wrapping_add(i.wrapping_mul(8)), 8, WRITE)?;
-            let len = u32::from_le_bytes([entry[4], entry[5], entry[6], entry[7]]);
-            if len > 0 {
-                asked = u64::from(len);
-                break;
-            }
-        }
+        // The (ptr, len) array is checked once and read in place; one
+        // outside memory is left to WASI, which answers it with an errno
+        // and writes nothing.
+        let mem = memory(caller, WRITE)?;
+        let size = mem.data_size(&*caller);
+        let asked = guest_range(size, iovs, i64::from(iovs_len as u32) * 8, WRITE)
+            .map(|array| {
+                mem.data(&*caller)[array]
+                    .chunks_exact(8)
+                    .map(|entry| u32::from_le_bytes([entry[4], entry[5], entry[6], entry[7]]))
+                    .find(|len| *len > 0)
+                    .map_or(0, u64::from)
+            })
+            .unwrap_or(0);
         let ctx = caller.data();
         if ctx.file_bytes_written.saturating_add(asked) > ctx.file_bytes_max {
             let max = ctx.file_bytes_max;
