@@ -26,6 +26,10 @@ import re
 import statistics
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.dont_write_bytecode = True  # no __pycache__ beside the scripts
+from table import number  # noqa: E402 (beside this file)
+
 SERVERS = ("ferry", "floor", "wasmtime")
 NAMES = {
     "ferry": "ferry (test/noop, 1 shard)",
@@ -132,14 +136,6 @@ def ratios(servers):
     return result
 
 
-def fmt(value, digits=1):
-    if value is None:
-        return "-"
-    if abs(value) >= 1000:
-        return f"{value:,.0f}"
-    return f"{value:.{digits}f}"
-
-
 def ratio_text(value):
     """A ratio to three significant digits (0.00142, 0.98, 2.18, 610)."""
     if value is None:
@@ -155,7 +151,7 @@ def render(context, servers, ratio, runs):
         f"load (ferry-bench) on CPU {context.get('client_cpu', '?')}; {context.get('cpus', '?')} CPUs, "
         f"load average {context.get('load_average_before', '?')} before, "
         f"{context.get('load_average_after', '?')} after. Medians of {rounds} round(s), "
-        f"{fmt(context.get('duration_s'))} s per point; max: closed loop, "
+        f"{number(context.get('duration_s'))} s per point; max: closed loop, "
         f"{context.get('concurrency', '?')} connections; half: open loop at half of ferry's max "
         f"of the same round. `{context.get('command', '?')}`"
     )
@@ -175,11 +171,11 @@ def render(context, servers, ratio, runs):
     lines.append("| " + " | ".join(["---"] + ["---:"] * (len(header) - 1)) + " |")
     for server, s in servers.items():
         lines.append("| " + " | ".join([
-            NAMES[server], fmt(s["max_calls_per_s"], 0), fmt(s["max_cpu_use"], 2),
-            fmt(s["max_client_cpu_use"], 2), fmt(s["max_cpu_us_per_call"]), fmt(s["calls_per_cpu_s"], 0),
-            fmt(s["half_target_rate"], 0), fmt(s["half_calls_per_s"], 0), fmt(s["half_client_cpu_use"], 2),
-            fmt(s["half_cpu_us_per_call"]), fmt(s["half_p50_ms"], 3), fmt(s["half_p99_ms"], 3),
-            fmt(s["half_p999_ms"], 3), str(s["errors"]),
+            NAMES[server], number(s["max_calls_per_s"], 0), number(s["max_cpu_use"], 2),
+            number(s["max_client_cpu_use"], 2), number(s["max_cpu_us_per_call"]), number(s["calls_per_cpu_s"], 0),
+            number(s["half_target_rate"], 0), number(s["half_calls_per_s"], 0), number(s["half_client_cpu_use"], 2),
+            number(s["half_cpu_us_per_call"]), number(s["half_p50_ms"], 3), number(s["half_p99_ms"], 3),
+            number(s["half_p999_ms"], 3), str(s["errors"]),
         ]) + " |")
     if ratio:
         lines.append("")
@@ -199,11 +195,11 @@ def render(context, servers, ratio, runs):
     for key in sorted(runs, key=lambda k: (k[2], order[k[0]], k[1] != "max")):
         r = runs[key]
         lines.append("| " + " | ".join([
-            r["label"], str(r["calls"]), str(r["errors"]), fmt(r["calls_per_s"], 0),
+            r["label"], str(r["calls"]), str(r["errors"]), number(r["calls_per_s"], 0),
             f"{r['cpu_s']:.2f} / {r['wall_s']:.2f}",
             f"{r['client_cpu_s']:.2f}" if r.get("client_cpu_s") is not None else "-",
-            fmt(r["cpu_us_per_call"]), fmt(r["latency_ms"]["p50"], 3), fmt(r["latency_ms"]["p99"], 3),
-            fmt(r["latency_ms"]["max"], 3),
+            number(r["cpu_us_per_call"]), number(r["latency_ms"]["p50"], 3), number(r["latency_ms"]["p99"], 3),
+            number(r["latency_ms"]["max"], 3),
         ]) + " |")
     return "\n".join(lines) + "\n"
 

@@ -35,6 +35,11 @@ import os
 import re
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.dont_write_bytecode = True  # no __pycache__ beside the scripts
+from table import number, size  # noqa: E402 (beside this file)
+import invoke_table  # noqa: E402
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 COMPUTE, STORAGE = "10.77.1.", "10.77.2."
 MARKER = re.compile(r"^(<!-- table: ([a-z0-9_-]+) -->\n)(.*?)^(<!-- /table -->)$", re.S | re.M)
@@ -64,23 +69,6 @@ def read_json(path):
         raise Missing(path) from error
     except (OSError, json.JSONDecodeError) as error:
         sys.exit(f"render.py: reading {path}: {error}")
-
-
-def number(value, digits=1):
-    if value is None:
-        return "-"
-    if abs(value) >= 1000:
-        return f"{value:,.0f}"
-    return f"{value:.{digits}f}"
-
-
-def size(value):
-    if value is None:
-        return "-"
-    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if value >= scale:
-            return f"{value / scale:.2f} {unit}"
-    return f"{value:.0f} B"
 
 
 def row(cells):
@@ -277,9 +265,6 @@ def rate_bits(rate):
 
 
 def render_invoke(directory):
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    sys.dont_write_bytecode = True  # no __pycache__ beside the scripts
-    import invoke_table  # noqa: E402 (beside this file)
 
     if not os.path.isdir(os.path.join(directory, "runs")):
         raise Missing(directory)

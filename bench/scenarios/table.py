@@ -42,7 +42,8 @@ def host(url):
     return rest.split("/", 1)[0]
 
 
-def number(value, digits=3):
+def number(value, digits=1):
+    """A figure for a table: thousands with separators, else `digits` decimals."""
     if value is None:
         return "-"
     if abs(value) >= 1000:
@@ -53,7 +54,7 @@ def number(value, digits=3):
 def size(value):
     if value is None:
         return "-"
-    for unit, scale in (("MiB", 1 << 20), ("KiB", 1 << 10)):
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
         if value >= scale:
             return f"{value / scale:.2f} {unit}"
     return f"{value:.0f} B"
@@ -81,14 +82,14 @@ def main():
         latency = run["latency_ms"]
         mode = run["mode"] + (", forbid_ndp" if run.get("forbid_ndp") else "")
         row = [run["label"], mode, str(run["count"]), str(run["errors"]),
-               number(run["achieved_rate"], 1), number(latency["p50"]), number(latency["p99"]),
-               number(latency["p999"])]
+               number(run["achieved_rate"], 1), number(latency["p50"], 3), number(latency["p99"], 3),
+               number(latency["p999"], 3)]
         by_host = {host(n["url"]): n for n in run.get("nodes", [])}
         offload = None
         for n in nodes:
             node = by_host.get(n)
             cpu = node["per_call"].get("process_cpu_seconds_total") if node else None
-            row.append(number(cpu * 1000 if cpu is not None else None))
+            row.append(number(cpu * 1000 if cpu is not None else None, 3))
             if node:
                 sent = node["per_call"].get('ferry_offload_bytes_total{direction="sent"}', 0)
                 received = node["per_call"].get('ferry_offload_bytes_total{direction="received"}', 0)
