@@ -138,6 +138,12 @@ struct Arrangement {
 
 impl Arrangement {
     fn start(net: &str) -> Result<Arrangement> {
+        // One arrangement starts at a time: each picks free ports (for its
+        // monitor and its nodes) and binds them a moment later, and three
+        // tests picking at once took one another's ports (a monitor that
+        // could not bind). Once started, they run side by side.
+        static STARTING: Mutex<()> = Mutex::new(());
+        let _one_at_a_time = STARTING.lock().unwrap_or_else(|e| e.into_inner());
         let scratch = tempfile::tempdir()?;
         let ceph = Ceph::start(scratch.path())?;
         // The script's contract: osd.i sits under CRUSH host storage-i.
