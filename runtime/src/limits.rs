@@ -129,6 +129,12 @@ pub const BODY_STALL_MS_MAX: u64 = 10_000;
 pub const RESPONSE_WRITE_MS_MAX_DEFAULT: u64 = 30_000;
 /// Open HTTP connections per shard; more are closed at accept.
 pub const CONNECTIONS_PER_SHARD_MAX: usize = 4096;
+/// How long a closing HTTP connection keeps reading (and dropping) what
+/// its client still sends, so the client reads the answer before the
+/// socket closes (http/mod.rs, `linger`).
+pub const LINGER_MS_MAX: u64 = 2_000;
+/// How many bytes a closing HTTP connection reads and drops at most.
+pub const LINGER_BYTES_MAX: usize = 64 << 20;
 /// Finished asynchronous calls kept for polling.
 pub const ASYNC_RESULTS_MAX: usize = 100_000;
 pub const ASYNC_RESULT_RETENTION_S_DEFAULT: u64 = 600;

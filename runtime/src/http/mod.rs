@@ -101,12 +101,45 @@ pub async fn serve(listener: TcpListener, shard: Rc<LocalShard>, api: Api) {
                 .keep_alive(true)
                 .timer(GlommioTimer)
                 .header_read_timeout(header_read)
-                .serve_connection(GlommioIo::new(stream), service);
-            if let Err(error) = connection.await {
-                tracing::debug!(%error, "connection ended with an error");
+                .serve_connection(GlommioIo::new(stream), service)
+                .without_shutdown();
+            match connection.await {
+                Ok(parts) => linger(parts.io.0).await,
+                Err(error) => tracing::debug!(%error, "connection ended with an error"),
             }
             open.set(open.get() - 1);
         })
         .detach();
+    }
+}
+
+/// Ends a connection hyper is done with the way a client can read: its
+/// side is shut for writing, then what the client still sends is read and
+/// dropped, until it closes, [`limits::LINGER_BYTES_MAX`] bytes or
+/// [`limits::LINGER_MS_MAX`]. Closing with unread bytes makes the kernel
+/// send a reset, and a reset can discard an answer the client had not yet
+/// read: a client still sending a body the node refused early (411, 413)
+/// saw "broken pipe" instead of the refusal.
+async fn linger(stream: glommio::net::TcpStream) {
+    use futures_lite::AsyncReadExt;
+    if stream.shutdown(std::net::Shutdown::Write).await.is_err() {
+        return;
+    }
+    let deadline =
+        std::time::Instant::now() + std::time::Duration::from_millis(limits::LINGER_MS_MAX);
+    let mut stream = stream;
+    let mut buf = vec![0u8; 64 << 10];
+    let mut drained = 0usize;
+    while drained < limits::LINGER_BYTES_MAX {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        let read = glommio::timer::timeout(left, async { Ok(stream.read(&mut buf).await) }).await;
+        match read {
+            Ok(Ok(n)) if n > 0 => drained += n,
+            // Closed, failed or out of time.
+            _ => return,
+        }
     }
 }
