@@ -7,7 +7,9 @@
 #   2. bench/scenarios/invoke.sh, half a second per point: ferry, the floor
 #      (ferry-bench floor) and, when it can be had, wasmtime serve, each
 #      pinned to CPU 0; every run must be free of errors and have read the
-#      server's CPU time, and the table must be written.
+#      server's CPU time, and the table must be written; where perf can
+#      record here, with --perf, and profile.md must put some of ferry's
+#      CPU in wasmtime and some in the kernel's network stack.
 #   3. deploy/local/netns.sh up with 1 storage and 1 compute node at 10gbit,
 #      a closed-loop run from the load generator's namespace whose calls'
 #      funclets are offloaded to the storage node (the compute node's
@@ -147,11 +149,26 @@ kill -TERM "$node_pid" && wait "$node_pid" 2>/dev/null || true
 node_pid=
 
 echo "== bench/scenarios/invoke.sh: ferry, the floor, wasmtime serve"
-bash "$root/bench/scenarios/invoke.sh" --duration 0.5 --warmup 0.2 --rounds 1 --no-build \
+perf_flag=()
+if command -v perf >/dev/null && perf record -q -o "$work/perf-probe.data" true >/dev/null 2>&1; then
+  perf_flag=(--perf)
+else
+  echo "smoke.sh: perf cannot record here; invoke.sh runs without --perf" >&2
+fi
+bash "$root/bench/scenarios/invoke.sh" --duration 0.5 --warmup 0.2 --rounds 1 --no-build "${perf_flag[@]}" \
   --out "$out/invoke" >"$work/invoke.log" 2>&1 || { tail -30 "$work/invoke.log" >&2; fail "invoke.sh failed"; }
-python3 - "$out/invoke" <<'EOF' || fail "invoke.sh's results: see above"
+python3 - "$out/invoke" "${perf_flag[@]}" <<'EOF' || fail "invoke.sh's results: see above"
 import json, os, sys
 out = sys.argv[1]
+if sys.argv[2:] == ["--perf"]:
+    rows = {}
+    for line in open(os.path.join(out, "profile.md")):
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 4 and not cells[1].startswith("-"):
+            rows[cells[0]] = cells[1:]
+    for part in ("wasmtime: instantiate, call, reset", "kernel: TCP/IP and sockets"):
+        if part not in rows or not float(rows[part][0]) > 0:
+            sys.exit(f"invoke.sh --perf: profile.md gives ferry no CPU in {part!r}: {rows}")
 result = json.load(open(os.path.join(out, "invoke.json")))
 servers = result["servers"]
 problems = [f"{name} did not run" for name in ("ferry", "floor") if name not in servers]

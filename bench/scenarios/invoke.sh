@@ -18,7 +18,13 @@
 #
 #   bench/scenarios/invoke.sh [--duration S] [--rounds N] [--out DIR]
 #       [--warmup S] [--concurrency C] [--server-cpu N] [--client-cpu N]
-#       [--servers ferry,floor,wasmtime] [--no-build]
+#       [--servers ferry,floor,wasmtime] [--perf] [--no-build]
+#
+# --perf: after step 3, one more closed-loop run of ferry and of the floor
+# under `perf record -g` (not in the table: perf slows the server), kept
+# as OUT/runs/SERVER-perf-rN.report.txt (`perf report`, self time by
+# symbol); then bench/scenarios/profile.py writes OUT/profile.md, the CPU
+# per call split by part of the work, ferry against the floor.
 #
 # Defaults: 5 s, 2 rounds, bench/results/invoke, 1 s warm-up, 16
 # connections, server on CPU 0, load on CPU 1, all three servers.
@@ -42,7 +48,7 @@ set -euo pipefail
 me=invoke.sh
 root=$(cd "$(dirname "$0")/../.." && pwd)
 duration=5 rounds=2 warmup=1 concurrency=16 server_cpu=0 client_cpu=1
-servers=ferry,floor,wasmtime build=1
+servers=ferry,floor,wasmtime build=1 perf=0
 out=$root/bench/results/invoke
 command_line="bench/scenarios/invoke.sh $*"
 while [ $# -gt 0 ]; do
@@ -56,6 +62,7 @@ while [ $# -gt 0 ]; do
     --client-cpu) client_cpu=$2; shift 2 ;;
     --servers) servers=$2; shift 2 ;;
     --no-build) build=0; shift ;;
+    --perf) perf=1; shift ;;
     -h | --help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     *) echo "$me: unexpected argument '$1' (--help)" >&2; exit 2 ;;
   esac
@@ -77,6 +84,8 @@ done
 for tool in taskset python3 curl cargo; do
   command -v "$tool" >/dev/null || fail "$tool not found"
 done
+[ "$perf" = 0 ] || command -v perf >/dev/null || fail "--perf: perf not found"
+[ "$perf" = 0 ] || [[ ,$servers, == *,floor,* ]] || fail "--perf compares ferry with the floor: --servers must include floor"
 
 ferry=$root/target/release/ferry
 bench=$root/target/release/ferry-bench
@@ -243,6 +252,22 @@ print(f"  {s['label']}: {s['achieved_rate']:.0f} calls/s, errors {s['errors']}, 
 EOF
 }
 
+# profile LABEL: a closed-loop run of the current server under perf record,
+# reported as self time by symbol in $runs/LABEL.report.txt.
+profile() {
+  local label=$1 perf_pid
+  perf record -F 1999 -g -p "$server_pid" -o "$work/$label.perf.data" >"$work/$label.perf.log" 2>&1 &
+  perf_pid=$!
+  sleep 0.5
+  measure "$label" --concurrency "$concurrency"
+  kill -INT "$perf_pid" 2>/dev/null || true
+  wait "$perf_pid" || true
+  [ -s "$work/$label.perf.data" ] || fail "perf record wrote nothing: $(tail -3 "$work/$label.perf.log")"
+  perf report -i "$work/$label.perf.data" --no-children --sort dso,sym -g none --stdio \
+    --percent-limit 0.01 >"$runs/$label.report.txt" 2>/dev/null || fail "perf report failed"
+  rm -f "$work/$label.perf.data"
+}
+
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 echo "== $rounds round(s) of ${servers//,/, }: server on CPU $server_cpu, load on CPU $client_cpu, $duration s per point"
 for round in $(seq 1 "$rounds"); do
@@ -260,6 +285,9 @@ for round in $(seq 1 "$rounds"); do
         "$runs/ferry-max-r$round.json")
     fi
     measure "$server-half-r$round" --rate "$rate"
+    if [ "$perf" = 1 ] && [ "$server" != wasmtime ]; then
+      profile "$server-perf-r$round"
+    fi
     stop_server
     cp "$work/$server-r$round.log" "$runs/$server-r$round.log"
   done
@@ -300,4 +328,7 @@ json.dump({
 }, open(sys.argv[1], "w"), indent=2)
 EOF
 python3 "$root/bench/scenarios/invoke_table.py" "$out"
+if [ "$perf" = 1 ]; then
+  python3 "$root/bench/scenarios/profile.py" "$out"
+fi
 echo "results in $out"

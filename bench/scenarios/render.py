@@ -54,6 +54,8 @@ COMMANDS = {
     "memory": "bash bench/scenarios/record.sh memory -- python3 bench/memory_abuse.py",
     "offload": "bash bench/scenarios/record.sh offload -- bash bench/offload.sh",
     "calls": "bash bench/scenarios/record.sh calls -- bash bench/scenarios/calls.sh",
+    "callprofile": "bash bench/scenarios/invoke.sh --perf --servers ferry,floor --rounds 3 "
+                   "--out bench/results/callprofile",
 }
 
 
@@ -286,10 +288,15 @@ def read_text(path):
         raise Missing(path) from error
 
 
-def render_scaling(directory):
-    """bench/scaling.sh writes its own table.md; it is taken as it is."""
-    text = read_text(os.path.join(directory, "table.md"))
+def as_it_is(path):
+    """A table a scenario wrote itself, taken as it is."""
+    text = read_text(path)
     return text if text.endswith("\n") else text + "\n"
+
+
+def render_scaling(directory):
+    """bench/scaling.sh writes its own table.md."""
+    return as_it_is(os.path.join(directory, "table.md"))
 
 
 def render_getmmap(directory):
@@ -300,6 +307,11 @@ def render_getmmap(directory):
         text += "\nThe read-path experiment (`bench/examples/getmmap_paths.rs`) on the same file:\n\n```\n"
         text += read_text(paths).rstrip("\n") + "\n```\n"
     return text
+
+
+def render_callprofile(directory):
+    """invoke.sh --perf: the table profile.py wrote."""
+    return as_it_is(os.path.join(directory, "profile.md"))
 
 
 def render_recorded(directory):
@@ -324,7 +336,7 @@ RENDERERS = {"ndp": render_ndp, "pays": render_pays, "invoke": render_invoke,
              "scaling": render_scaling, "getmmap": render_getmmap,
              "transport": render_recorded, "storage": render_recorded,
              "memory": render_recorded, "offload": render_recorded,
-             "calls": render_recorded}
+             "calls": render_recorded, "callprofile": render_callprofile}
 
 
 def render(name, directory):
