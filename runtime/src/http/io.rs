@@ -194,8 +194,10 @@ mod tests {
                     .map_err(|e| anyhow::anyhow!("the read was never woken: {e}"))??;
                 let took = started.elapsed();
                 anyhow::ensure!(buf.filled() == b"x", "read {:?}", buf.filled());
+                // A few beats at most (slack for a loaded machine), far
+                // below the 5 s a read nothing wakes would take.
                 anyhow::ensure!(
-                    took < Duration::from_millis(50) + HEARTBEAT * 3,
+                    took < Duration::from_millis(50) + HEARTBEAT * 8,
                     "the read took {took:?}"
                 );
                 // One poll per beat, not a spin.
