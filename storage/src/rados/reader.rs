@@ -129,6 +129,8 @@ impl RadosReader {
             .await?;
         match outcome {
             Read::Done(bytes) => {
+                // Backed in one call, not a fault per page (dma::populate).
+                crate::dma::populate(&mut dst[done..]);
                 dst[done..].copy_from_slice(&bytes);
                 Ok(len)
             }
