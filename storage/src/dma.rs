@@ -254,14 +254,25 @@ pub(crate) fn populate(dst: &mut [u8]) {
     if to > from {
         // SAFETY: [from, to) lies inside `dst`, memory the caller lets us
         // write; populating it leaves its contents as they are.
-        unsafe {
+        let rc = unsafe {
             libc::madvise(
                 from as *mut libc::c_void,
                 to - from,
                 libc::MADV_POPULATE_WRITE,
-            );
+            )
+        };
+        if rc == 0 {
+            POPULATED_BYTES.fetch_add((to - from) as u64, std::sync::atomic::Ordering::Relaxed);
         }
     }
+}
+
+/// Bytes [`populate`] has backed, over the process's life.
+static POPULATED_BYTES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+#[cfg(test)]
+pub(crate) fn populated_bytes() -> u64 {
+    POPULATED_BYTES.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// Writes `header` followed by `data` at file offset 0, zero-padded to a

@@ -188,7 +188,9 @@ fn large_object_streams() -> anyhow::Result<()> {
 struct PageFaults(std::os::fd::OwnedFd);
 
 impl PageFaults {
-    fn start() -> anyhow::Result<PageFaults> {
+    /// `None` where the kernel lets no one count (perf events off, or not
+    /// allowed to this user).
+    fn start() -> anyhow::Result<Option<PageFaults>> {
         // perf_event_attr as of its first version (64 bytes): type,
         // size, config, then fields left zero (counting from now, user
         // and kernel, this thread only).
@@ -197,15 +199,20 @@ impl PageFaults {
         attr[1] = 2; // PERF_COUNT_SW_PAGE_FAULTS
                      // SAFETY: perf_event_open reads the 64-byte attr it is given.
         let fd = unsafe { libc::syscall(libc::SYS_perf_event_open, attr.as_ptr(), 0, -1, -1, 0) };
-        ensure!(
-            fd >= 0,
-            "perf_event_open: {}",
-            std::io::Error::last_os_error()
-        );
+        if fd < 0 {
+            let error = std::io::Error::last_os_error();
+            return match error.raw_os_error() {
+                Some(libc::EACCES | libc::EPERM | libc::ENOENT | libc::ENOSYS) => {
+                    eprintln!("page faults not counted here: perf_event_open: {error}");
+                    Ok(None)
+                }
+                _ => Err(anyhow!("perf_event_open: {error}")),
+            };
+        }
         // SAFETY: a descriptor the kernel just gave us, owned from here.
-        Ok(PageFaults(unsafe {
+        Ok(Some(PageFaults(unsafe {
             std::os::fd::FromRawFd::from_raw_fd(fd as i32)
-        }))
+        })))
     }
 
     fn count(&self) -> anyhow::Result<u64> {
@@ -230,8 +237,9 @@ impl PageFaults {
 /// A read into fresh memory (a getMmap buffer in newly grown linear
 /// memory) backs the destination a part at a time in one call each,
 /// instead of taking a page fault for each 4 KiB as the copy first touches
-/// it: 16 MiB is 4096 pages, and the faults the thread takes during the
-/// read stay far below that.
+/// it: 16 MiB is 4096 pages; the storage's count of populated bytes grows
+/// by about 16 MiB, and where the kernel lets the test count page faults
+/// (perf events), the faults during the read stay far below 4096.
 #[test]
 fn a_read_into_fresh_memory_does_not_fault_once_per_page() -> anyhow::Result<()> {
     run(|store, _| async move {
@@ -256,18 +264,29 @@ fn a_read_into_fresh_memory_does_not_fault_once_per_page() -> anyhow::Result<()>
         );
         // SAFETY: the mapping above, fresh and ours until munmap.
         let dst = unsafe { std::slice::from_raw_parts_mut(base.cast::<u8>(), len) };
+        let populated = crate::dma::populated_bytes();
         let counter = PageFaults::start()?;
         let read = store.read_into("alice", b"big", 0, dst).await;
-        let faults = counter.count()?;
+        let faults = counter.map(|c| c.count()).transpose()?;
+        let populated = crate::dma::populated_bytes() - populated;
         let same = read.map(|n| n == Some(len)).unwrap_or(false) && dst[..] == data[..];
         // SAFETY: `dst` is not used past this point.
         unsafe { libc::munmap(base, len) };
         ensure!(same, "the read did not bring the object's bytes");
+        // Every whole page past the open's head read was backed before its
+        // copy (other tests may add to the count meanwhile, never take) ...
         ensure!(
-            faults < (len / 4096 / 8) as u64,
-            "{faults} page faults reading {} pages into fresh memory",
-            len / 4096
+            populated >= (len - MIB) as u64,
+            "{populated} bytes populated reading {len} into fresh memory"
         );
+        // ... so the copy took no fault for each page.
+        if let Some(faults) = faults {
+            ensure!(
+                faults < (len / 4096 / 8) as u64,
+                "{faults} page faults reading {} pages into fresh memory",
+                len / 4096
+            );
+        }
         Ok(())
     })
 }
