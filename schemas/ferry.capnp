@@ -96,6 +96,9 @@ struct Offer {
     none @9 :Void;
     pages @10 :PageSet;
   }
+  waitMs @11 :UInt32;          # how long the offering node waits for Done from
+                               # sending this Offer, ms; past it the storage node
+                               # stops the funclet (0: not said)
 }
 
 struct Accept {

@@ -15,6 +15,10 @@ pub struct Metrics {
     pub uploads: IntCounterVec,
     /// Funclets run on this node (in place, or from a compute node).
     pub funclets_local: IntCounter,
+    /// Funclets run here for another node's calls, by how they ended
+    /// (`done`, `trapped`, `deadline`: the offering node stopped waiting or
+    /// the call limit passed, `refused`).
+    pub funclets_ended: IntCounterVec,
     /// Offloads by result (`accepted`, `declined`, `failed`).
     pub offloads: IntCounterVec,
     /// Snapshot bytes shipped for offloads, by direction (`sent`, `received`).
@@ -102,6 +106,16 @@ impl Metrics {
         )?;
         let funclets_local =
             IntCounter::new("ferry_funclets_local_total", "Funclets run on this node")?;
+        let funclets_ended = IntCounterVec::new(
+            Opts::new(
+                "ferry_funclets_ended_total",
+                "Funclets run here for other nodes' calls, by how they ended",
+            ),
+            &["outcome"],
+        )?;
+        for outcome in ["done", "trapped", "deadline", "refused"] {
+            funclets_ended.with_label_values(&[outcome]);
+        }
         let offloads = IntCounterVec::new(
             Opts::new("ferry_offloads_total", "Funclet offloads by result"),
             &["result"],
@@ -181,6 +195,7 @@ impl Metrics {
         registry.register(Box::new(calls_in_flight.clone()))?;
         registry.register(Box::new(uploads.clone()))?;
         registry.register(Box::new(funclets_local.clone()))?;
+        registry.register(Box::new(funclets_ended.clone()))?;
         registry.register(Box::new(offloads.clone()))?;
         registry.register(Box::new(offload_bytes.clone()))?;
         registry.register(Box::new(peer_requests.clone()))?;
@@ -199,6 +214,7 @@ impl Metrics {
             calls_in_flight,
             uploads,
             funclets_local,
+            funclets_ended,
             offloads,
             offload_bytes,
             peer_requests,

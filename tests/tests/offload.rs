@@ -3,7 +3,7 @@
 //! where each funclet ran (the nodes' own metrics) and what crossed the
 //! wire, not only that the answer is right.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use ferry_tests::words::{text, wordcount, Rng};
@@ -437,7 +437,7 @@ fn a_storage_node_that_does_not_answer_in_time_is_given_up_on() -> Result<()> {
         .args(["-STOP", &pid])
         .status()?;
     let before = counters(compute)?;
-    let started = std::time::Instant::now();
+    let started = Instant::now();
     let reply = probe(compute, &key, 0, 8, false);
     let waited = started.elapsed();
     std::process::Command::new("kill")
@@ -453,6 +453,53 @@ fn a_storage_node_that_does_not_answer_in_time_is_given_up_on() -> Result<()> {
         "gave up after {waited:?}"
     );
     Ok(())
+}
+
+/// The Offer says how long the compute node waits for Done, and the
+/// storage node stops the funclet when that has passed. Before, a funclet
+/// the compute node had given up on (and run itself) kept its slot and its
+/// core on the storage node until the storage node's own 60 s call limit.
+#[test]
+fn a_funclet_the_compute_node_stopped_waiting_for_is_stopped_on_the_storage_node() -> Result<()> {
+    let (_cluster, nodes) = start_cluster(&[], &["--offload-ms-max", "1000"])?;
+    let compute = &nodes[2];
+    let key = key_on(compute, 0)?;
+    let storage = &nodes[0];
+    let ended = |outcome: &str| {
+        storage.metric(&format!(
+            "ferry_funclets_ended_total{{outcome=\"{outcome}\"}}"
+        ))
+    };
+    let (deadline_before, local_before) = (ended("deadline")?, counters(storage)?.funclets_local);
+    let compute_before = counters(compute)?;
+    // GATE 1: the funclet waits for object `key`, which never comes, on
+    // the storage node and then on the compute node, until the call's 4 s.
+    let started = Instant::now();
+    let id = compute
+        .invoke(
+            json!({"user": "test", "function": "probe", "input_data": format!("{key} 0 0 0 1"),
+                       "async": true, "timeout_ms": 4000}),
+        )?
+        .text();
+    id.parse::<u64>()
+        .with_context(|| format!("async call id, got {id:?}"))?;
+    // Stopped on the storage node about 1 s after the Offer (the old way:
+    // after 60 s).
+    storage.wait_for(Duration::from_secs(20), |_| {
+        Ok(ended("deadline")? == deadline_before + 1.0)
+    })?;
+    let stopped_after = started.elapsed();
+    assert!(
+        stopped_after < Duration::from_secs(10),
+        "the storage node stopped the funclet {stopped_after:?} after the call started"
+    );
+    assert_eq!(counters(storage)?.funclets_local, local_before + 1.0);
+    compute.wait_for(Duration::from_secs(20), |n| {
+        Ok(counters(n)?.here_fallback == compute_before.here_fallback + 1.0)
+    })?;
+    let after = counters(compute)?;
+    assert_eq!(after.failed - compute_before.failed, 1.0);
+    compute.assert_serving()
 }
 
 #[test]

@@ -395,6 +395,7 @@ fn build(
             root.set_key(&offer.key);
             root.set_funclet_index(offer.funclet_index);
             root.set_memory_pages(offer.memory_pages);
+            root.set_wait_ms(offer.wait_ms);
             let mut args = root.reborrow().init_args(len32(offer.args.len())?);
             for (i, arg) in offer.args.iter().enumerate() {
                 args.set(i as u32, *arg);
@@ -846,6 +847,7 @@ fn read(
                 memory_pages: root.get_memory_pages(),
                 globals: read_globals(root.get_globals()?),
                 inline_pages,
+                wait_ms: root.get_wait_ms(),
             })
         }
         MessageKind::Accept => {

@@ -332,6 +332,11 @@ pub struct Offer {
     pub globals: Vec<Global>,
     /// Small snapshots ride in the Offer: one round trip.
     pub inline_pages: Option<PageSet>,
+    /// How long the offering node waits for Done from sending the Offer,
+    /// in ms: the storage node stops the funclet when that has passed,
+    /// since nobody waits for it any more. 0: not said (an older peer); the
+    /// storage node's own call limit applies.
+    pub wait_ms: u32,
 }
 
 /// A function's module, for a node that should hold it. The transport

@@ -58,6 +58,7 @@ pub fn offer(inline_pages: Option<PageSet>) -> Offer {
             },
         ],
         inline_pages,
+        wait_ms: 29_500,
     }
 }
 

@@ -226,6 +226,8 @@ async fn offload(
     let global_values = snapshot::read_globals(&mut *caller, &globals);
     let spec = &caller.data().spec;
     let call_id = (u64::from(node.name_tag) << 32) | u64::from(spec.id);
+    let wait = Duration::from_millis(node.config.limits.offload_ms_max)
+        .min(spec.deadline.saturating_duration_since(Instant::now()));
     let offer = Offer {
         call_id,
         user: spec.user.to_string(),
@@ -237,9 +239,9 @@ async fn offload(
         memory_pages: (memory.data_size(&*caller) / WASM_PAGE_BYTES) as u32,
         globals: global_values,
         inline_pages: inline.then(|| pages.clone()),
+        // The storage node stops the funclet once this node stops waiting.
+        wait_ms: u32::try_from(wait.as_millis()).unwrap_or(u32::MAX).max(1),
     };
-    let wait = Duration::from_millis(node.config.limits.offload_ms_max)
-        .min(spec.deadline.saturating_duration_since(Instant::now()));
     let deadline = Instant::now() + wait;
     let left = || deadline.saturating_duration_since(Instant::now());
     let connection = peers

@@ -166,7 +166,13 @@ async fn run(
             )
         }
     };
-    let deadline = Instant::now() + Duration::from_millis(node.config.limits.call_ms_max);
+    // No longer than the compute node waits for it (it runs the funclet
+    // itself after that), nor than a call may run here.
+    let mut limit = Duration::from_millis(node.config.limits.call_ms_max);
+    if offer.wait_ms > 0 {
+        limit = limit.min(Duration::from_millis(u64::from(offer.wait_ms)));
+    }
+    let deadline = Instant::now() + limit;
     let spec = CallSpec {
         id: offer.call_id as u32,
         user: offer.user.as_str().into(),
@@ -188,6 +194,16 @@ async fn run(
     if !log.is_empty() {
         tracing::debug!(call = offer.call_id, user = %offer.user, function = %offer.function, %log, "funclet log");
     }
+    let outcome = match &ran {
+        Ok(_) => "done",
+        Err(RunError::Trap(_)) if Instant::now() >= deadline => "deadline",
+        Err(RunError::Trap(_)) => "trapped",
+        Err(RunError::Refused(_)) => "refused",
+    };
+    node.metrics
+        .funclets_ended
+        .with_label_values(&[outcome])
+        .inc();
     match ran {
         Ok(done) => send_in_parts(shard, done),
         Err(RunError::Trap(reason)) => Message::error(ErrorCode::Trap, reason),
