@@ -3,4 +3,5 @@
 //! bench -p ferry-bench`). Latencies are recorded in HdrHistograms; every
 //! run writes the histogram log, a JSON summary and a text table.
 
+pub mod hlog;
 pub mod scrape;

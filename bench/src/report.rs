@@ -6,16 +6,15 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::time::{Duration, UNIX_EPOCH};
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{Context, Result};
 use base64::Engine as _;
-use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag};
-use hdrhistogram::serialization::V2Serializer;
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
 use crate::load::{Measured, Mode, Spec};
 use crate::scrape::{Scrape, CPU_SECONDS};
 use crate::Target;
+use ferry_bench::hlog::interval_log;
 
 /// A call's input: text goes as `input_data`, other bytes as `input_base64`.
 pub enum Input {
@@ -258,9 +257,6 @@ pub fn write_files(
     std::fs::write(path("txt"), table(summary))
         .with_context(|| format!("writing {}", path("txt").display()))?;
 
-    let mut log = Vec::new();
-    let mut serializer = V2Serializer::new();
-    let started = UNIX_EPOCH + Duration::from_secs_f64(summary.started_unix_s);
     let how = match summary.mode.as_str() {
         "cold" => "first calls after upload",
         "open" => "open loop",
@@ -270,19 +266,7 @@ pub fn write_files(
         "ferry-bench {label}: {}/{} {how}, latency in microseconds",
         summary.user, summary.function
     );
-    let mut writer = IntervalLogWriterBuilder::new()
-        .add_comment(&comment)
-        .with_start_time(started)
-        .with_base_time(started)
-        .with_max_value_divisor(1000.0)
-        .begin_log_with(&mut log, &mut serializer)
-        .context("starting the interval log")?;
-    let tag = Tag::new(label);
-    for (i, histogram) in intervals.iter().enumerate() {
-        writer
-            .write_histogram(histogram, interval * i as u32, interval, tag)
-            .map_err(|error| anyhow!("writing interval {i} of the log: {error:?}"))?;
-    }
+    let log = interval_log(&comment, label, summary.started_unix_s, interval, intervals)?;
     std::fs::write(path("hlog"), &log)
         .with_context(|| format!("writing {}", path("hlog").display()))?;
     Ok(())
@@ -385,6 +369,7 @@ fn number(value: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use anyhow::anyhow;
 
     #[test]
     fn percentiles_stop_where_the_calls_run_out() -> Result<()> {

@@ -27,8 +27,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use clap::Parser;
-use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag};
-use hdrhistogram::serialization::V2Serializer;
+use ferry_bench::hlog::interval_log;
 use hdrhistogram::Histogram;
 
 /// 1 us to 10 minutes, 3 significant digits.
@@ -630,25 +629,15 @@ fn write_hlog(
     started_unix_s: f64,
     intervals: &[Histogram<u64>],
 ) -> Result<()> {
-    let started = UNIX_EPOCH + Duration::from_secs_f64(started_unix_s.max(0.0));
-    let mut log = Vec::new();
-    let mut serializer = V2Serializer::new();
     let comment =
         format!("overload {label}: every answer (200, 503, other), latency in microseconds");
-    let mut writer = IntervalLogWriterBuilder::new()
-        .add_comment(&comment)
-        .with_start_time(started)
-        .with_base_time(started)
-        .with_max_value_divisor(1000.0)
-        .begin_log_with(&mut log, &mut serializer)
-        .context("starting the interval log")?;
-    let tag = Tag::new(label);
-    let second = Duration::from_secs(1);
-    for (i, histogram) in intervals.iter().enumerate() {
-        writer
-            .write_histogram(histogram, second * i as u32, second, tag)
-            .map_err(|error| anyhow!("writing interval {i} of the log: {error:?}"))?;
-    }
+    let log = interval_log(
+        &comment,
+        label,
+        started_unix_s,
+        Duration::from_secs(1),
+        intervals,
+    )?;
     std::fs::write(path, &log).with_context(|| format!("writing {}", path.display()))
 }
 
