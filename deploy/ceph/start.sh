@@ -116,17 +116,28 @@ fail() {
 }
 
 # A free port for the monitor, so that several clusters can run side by
-# side. Random in the upper range; a port is taken if a connection to it
-# succeeds. The window between the check and the monitor's bind is a
-# fraction of a second.
+# side. Random below the kernel's ephemeral range (ip_local_port_range),
+# where no outgoing connection and no port-0 listener can take it between
+# this check and the monitor's bind (a port from the ephemeral range once
+# became some connection's local port in that window, and the monitor
+# failed to bind); free when a bind to it succeeds (python3), else when a
+# connection to it fails.
 pick_port() {
-  local port
+  local port low from=20000 span=30000
+  low=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 0)
+  if [ "${low:-0}" -gt 11000 ] 2>/dev/null; then
+    from=10000 span=$((low - 10000))
+  fi
   for _ in $(seq 1 50); do
-    port=$((20000 + RANDOM % 30000))
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-      echo "$port"
-      return 0
+    port=$((from + RANDOM % span))
+    if command -v python3 >/dev/null; then
+      python3 -c 'import socket, sys; socket.socket().bind(("127.0.0.1", int(sys.argv[1])))' "$port" \
+        2>/dev/null || continue
+    elif (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+      continue
     fi
+    echo "$port"
+    return 0
   done
   return 1
 }

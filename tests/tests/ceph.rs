@@ -17,6 +17,10 @@ struct Ceph {
 
 impl Ceph {
     fn start() -> Result<Ceph> {
+        // The two tests start their clusters one after the other, so that
+        // two monitors never pick their ports at the same moment.
+        static STARTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _one_at_a_time = STARTING.lock().unwrap_or_else(|e| e.into_inner());
         let scratch = tempfile::tempdir()?;
         let dir = scratch.path().join("ceph");
         let status = Command::new("bash")
@@ -26,13 +30,15 @@ impl Ceph {
             .env("FERRY_CEPH_MEMSTORE_BYTES", (512u64 << 20).to_string())
             .status()
             .context("running deploy/ceph/start.sh")?;
+        // From here on the guard owns (and stops) whatever did start.
+        let ceph = Ceph {
+            dir,
+            _scratch: scratch,
+        };
         if !status.success() {
             bail!("deploy/ceph/start.sh failed: {status}");
         }
-        Ok(Ceph {
-            dir,
-            _scratch: scratch,
-        })
+        Ok(ceph)
     }
 
     fn conf(&self) -> PathBuf {
