@@ -245,13 +245,16 @@ pub(crate) async fn read_exact_at(
 /// is a walk of the page table. Each part is populated just before its
 /// copy, while the other parts' reads are in flight, so it takes no time
 /// from the disk. Best effort: a kernel without it (before 5.14) answers
-/// EINVAL and the copy faults the pages in as before.
+/// EINVAL and the copy faults the pages in as before. Parts under 64 KiB
+/// (16 faults at most) are left to the copy: there the system call would
+/// cost about what it saves.
 pub(crate) fn populate(dst: &mut [u8]) {
     const PAGE: usize = 4096;
+    const WORTH_BYTES_MIN: usize = 64 << 10;
     let start = dst.as_mut_ptr() as usize;
     let from = start.next_multiple_of(PAGE);
     let to = (start + dst.len()) / PAGE * PAGE;
-    if to > from {
+    if to >= from + WORTH_BYTES_MIN {
         // SAFETY: [from, to) lies inside `dst`, memory the caller lets us
         // write; populating it leaves its contents as they are.
         let rc = unsafe {
