@@ -26,7 +26,7 @@ fn snapshot(c: &mut Criterion) {
             b.iter(|| {
                 let base = Base {
                     image: &image,
-                    applied: None,
+                    applied: &[],
                 };
                 black_box(dirty_pages(black_box(&memory), &base, &[]).map(|set| set.len()))
             })

@@ -29,10 +29,32 @@ pub struct Slots {
     serial: Cell<u32>,
 }
 
-/// The parts of a Done's changed pages the compute node has not fetched.
+/// The parts of a Done's changed pages the compute node has not fetched,
+/// and the slot they hold until it has (so what waits to be fetched is
+/// bounded by the slots, as what runs is).
 struct Finished {
     parts: VecDeque<PageSet>,
     serial: u32,
+    _permit: StaticPermit,
+}
+
+impl Pending {
+    /// Whether `part`'s first page comes after the last page of `parts`
+    /// (page indices ascend across a snapshot's parts, as within one).
+    pub fn follows(parts: &[PageSet], part: &PageSet) -> bool {
+        let last = parts.iter().rev().find_map(|p| p.indices().last());
+        match (last, part.indices().first()) {
+            (Some(last), Some(first)) => first > last,
+            _ => true,
+        }
+    }
+
+    /// The Offer, its function, the snapshot's parts and the slot's
+    /// permit (held while the funclet runs and its changes wait to be
+    /// fetched).
+    pub fn into_parts(self) -> (Offer, Arc<Function>, Vec<PageSet>, StaticPermit) {
+        (self.offer, self.function, self.parts, self._permit)
+    }
 }
 
 /// An accepted Offer waiting for its pages, and the slot it holds.
@@ -134,18 +156,29 @@ impl Slots {
                 "call {call_id}: pages past the offered memory of {memory_bytes} bytes"
             ));
         }
+        if !Pending::follows(&held.parts, &part) {
+            pending.remove(&call_id);
+            return Err(format!(
+                "call {call_id}: a part's pages do not come after the previous part's"
+            ));
+        }
         held.parts.push(part);
         Ok(held.slot)
     }
 
     /// Keeps the parts of a funclet's changes still to fetch; the serial
     /// that [`Slots::drop_parts`] takes.
-    pub fn keep_parts(&self, call_id: u64, parts: VecDeque<PageSet>) -> u32 {
+    pub fn keep_parts(&self, call_id: u64, parts: VecDeque<PageSet>, permit: StaticPermit) -> u32 {
         let serial = self.serial.get().wrapping_add(1);
         self.serial.set(serial);
-        self.finished
-            .borrow_mut()
-            .insert(call_id, Finished { parts, serial });
+        self.finished.borrow_mut().insert(
+            call_id,
+            Finished {
+                parts,
+                serial,
+                _permit: permit,
+            },
+        );
         serial
     }
 
@@ -181,5 +214,59 @@ impl Slots {
             return true;
         }
         false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use anyhow::Context;
+    use ferry_transport::PAGE_BYTES;
+
+    fn pages(indices: &[u32]) -> PageSet {
+        let data = Bytes::from(vec![7u8; indices.len() * PAGE_BYTES]);
+        PageSet::new(indices.to_vec(), data).expect("a valid page set")
+    }
+
+    /// Changes that wait to be fetched keep their slot: with one slot,
+    /// nothing more is admitted until the last part is fetched, or until
+    /// the unfetched parts are dropped.
+    #[test]
+    fn unfetched_changes_hold_their_slot() -> anyhow::Result<()> {
+        glommio::LocalExecutorBuilder::default()
+            .spawn(|| async {
+                let slots = Slots::new(1, 0);
+                let permit = slots.admit().await.context("the one slot")?;
+                let parts = VecDeque::from([pages(&[1]), pages(&[2])]);
+                slots.keep_parts(9, parts, permit);
+                anyhow::ensure!(slots.admit().await.is_none(), "admitted past the held slot");
+                let (_, more) = slots.next_part(9).context("part 1")?;
+                anyhow::ensure!(more, "a part follows");
+                anyhow::ensure!(slots.admit().await.is_none(), "the slot went with part 1");
+                let (_, more) = slots.next_part(9).context("part 2")?;
+                anyhow::ensure!(!more, "the last part");
+                let permit = slots.admit().await.context("the slot is back after the last part")?;
+                let serial = slots.keep_parts(10, VecDeque::from([pages(&[3])]), permit);
+                anyhow::ensure!(slots.admit().await.is_none(), "admitted past the held slot");
+                anyhow::ensure!(slots.drop_parts(10, serial), "the parts were kept");
+                anyhow::ensure!(slots.admit().await.is_some(), "the slot is back after a drop");
+                Ok(())
+            })
+            .map_err(|e| anyhow::anyhow!("starting an executor: {e}"))?
+            .join()
+            .map_err(|e| anyhow::anyhow!("the executor failed: {e:?}"))?
+    }
+
+    /// A snapshot's parts must continue one another: a part whose first
+    /// page is not past the previous part's last is refused.
+    #[test]
+    fn parts_must_follow_one_another() {
+        let held = [pages(&[1, 5]), pages(&[]), pages(&[8])];
+        assert!(Pending::follows(&[], &pages(&[0])));
+        assert!(Pending::follows(&held, &pages(&[9, 10])));
+        assert!(Pending::follows(&held, &pages(&[])));
+        assert!(!Pending::follows(&held, &pages(&[8])));
+        assert!(!Pending::follows(&held, &pages(&[3])));
     }
 }

@@ -216,7 +216,7 @@ async fn offload(
         memory.data(&*caller),
         &Base {
             image: &image,
-            applied: None,
+            applied: &[],
         },
         &[],
     )

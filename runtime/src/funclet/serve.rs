@@ -22,12 +22,14 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use glommio::sync::StaticPermit;
 use wasmtime::Store;
 
 use super::snapshot::{self, Base, WASM_PAGE_BYTES};
 use crate::exec::{call_i32, describe_failure, table_func, CallCtx, CallSpec, Entry, Function};
 use crate::limits;
 use crate::shard::LocalShard;
+use crate::slots::Pending;
 use ferry_transport::{Done, ErrorCode, Message, Offer, PageSet, Pages};
 
 /// Answers an Offer: Done (pages rode along), Accept (pages follow),
@@ -65,9 +67,7 @@ pub async fn answer_offer(shard: &Rc<LocalShard>, mut offer: Offer) -> Message {
         .with_label_values(&["accepted"])
         .inc();
     if let Some(pages) = offer.inline_pages.take() {
-        let done = run(shard, &function, &offer, &pages).await;
-        drop(permit);
-        return done;
+        return run(shard, &function, &offer, &[pages], permit).await;
     }
     let call_id = offer.call_id;
     let Some(slot) = slots.hold(offer, function, permit) else {
@@ -104,19 +104,22 @@ pub async fn answer_pages(shard: &Rc<LocalShard>, pages: Pages) -> Message {
         };
     }
     let pending = shard.funclets.take(call_id);
-    let Some(mut pending) = pending else {
+    let Some(pending) = pending else {
         return Message::error(
             ErrorCode::NotFound,
             format!("no accepted offer for call {call_id} (expired?)"),
         );
     };
-    pending.parts.push(pages.pages);
-    let snapshot = match snapshot::join(&pending.parts) {
-        Ok(snapshot) => snapshot,
-        Err(error) => return Message::error(ErrorCode::BadRequest, error.to_string()),
-    };
-    drop(std::mem::take(&mut pending.parts));
-    run(shard, &pending.function, &pending.offer, &snapshot).await
+    let (offer, function, mut parts, permit) = pending.into_parts();
+    if !Pending::follows(&parts, &pages.pages) {
+        return Message::error(
+            ErrorCode::BadRequest,
+            format!("call {call_id}: a part's pages do not come after the previous part's"),
+        );
+    }
+    // The parts are applied one after the other, not joined into one copy.
+    parts.push(pages.pages);
+    run(shard, &function, &offer, &parts, permit).await
 }
 
 /// Answers FetchPages with the next part of a Done's changes.
@@ -152,7 +155,8 @@ async fn run(
     shard: &Rc<LocalShard>,
     function: &Arc<Function>,
     offer: &Offer,
-    pages: &PageSet,
+    pages: &[PageSet],
+    permit: StaticPermit,
 ) -> Message {
     let node = &shard.node;
     node.metrics.funclets_local.inc();
@@ -205,15 +209,16 @@ async fn run(
         .with_label_values(&[outcome])
         .inc();
     match ran {
-        Ok(done) => send_in_parts(shard, done),
+        Ok(done) => send_in_parts(shard, done, permit),
         Err(RunError::Trap(reason)) => Message::error(ErrorCode::Trap, reason),
         Err(RunError::Refused(reason)) => Message::error(ErrorCode::Internal, reason),
     }
 }
 
 /// Done as it travels: its changes beyond the first part are kept for
-/// FetchPages, and dropped if not fetched in time.
-fn send_in_parts(shard: &Rc<LocalShard>, mut done: Done) -> Message {
+/// FetchPages, with the slot, and dropped (the slot freed) if not fetched
+/// in time.
+fn send_in_parts(shard: &Rc<LocalShard>, mut done: Done, permit: StaticPermit) -> Message {
     if done.dirty_pages.data().len() <= limits::PAGES_PART_BYTES_MAX {
         return Message::Done(done);
     }
@@ -228,7 +233,7 @@ fn send_in_parts(shard: &Rc<LocalShard>, mut done: Done) -> Message {
     done.dirty_pages = first;
     done.pages_to_follow = parts.len() as u32;
     let call_id = done.call_id;
-    let serial = shard.funclets.keep_parts(call_id, parts);
+    let serial = shard.funclets.keep_parts(call_id, parts, permit);
     let owner = shard.clone();
     glommio::spawn_local(async move {
         glommio::timer::sleep(Duration::from_millis(limits::OFFER_PAGES_WAIT_MS_MAX)).await;
@@ -242,7 +247,7 @@ async fn run_in(
     store: &mut Store<CallCtx>,
     function: &Function,
     offer: &Offer,
-    pages: &PageSet,
+    pages: &[PageSet],
     image: &[u8],
 ) -> Result<Done, RunError> {
     let refused = |what: &str, e: wasmtime::Error| RunError::Refused(format!("{what}: {e}"));
@@ -260,8 +265,10 @@ async fn run_in(
             .grow(&mut *store, u64::from(offer.memory_pages) - size)
             .map_err(|e| refused("growing memory to the caller's size", e))?;
     }
-    snapshot::apply_pages(memory.data_mut(&mut *store), pages)
-        .map_err(|e| refused("applying the caller's pages", e))?;
+    for part in pages {
+        snapshot::apply_pages(memory.data_mut(&mut *store), part)
+            .map_err(|e| refused("applying the caller's pages", e))?;
+    }
     let globals = snapshot::globals_of(&function.facts, |name| {
         instance.get_global(&mut *store, name)
     })
@@ -285,7 +292,7 @@ async fn run_in(
         memory.data(&*store),
         &Base {
             image,
-            applied: Some(pages),
+            applied: pages,
         },
         &skip,
     )

@@ -23,11 +23,12 @@ pub use crate::limits::WASM_PAGE_BYTES;
 static ZERO_PAGE: [u8; PAGE_BYTES] = [0; PAGE_BYTES];
 
 /// What memory holds where nothing has written it since the base was set:
-/// the zygote image, then (on a storage node) the pages applied over it.
-/// Memory past the image is zero.
+/// the zygote image, then (on a storage node) the pages applied over it,
+/// in parts whose indices ascend across parts too. Memory past the image
+/// is zero.
 pub struct Base<'a> {
     pub image: &'a [u8],
-    pub applied: Option<&'a PageSet>,
+    pub applied: &'a [PageSet],
 }
 
 /// The pages of `memory` that differ from `base`, leaving out the byte
@@ -35,7 +36,7 @@ pub struct Base<'a> {
 pub fn dirty_pages(memory: &[u8], base: &Base<'_>, skip: &[Range<usize>]) -> Result<PageSet> {
     let mut indices = Vec::new();
     let mut data = BytesMut::new();
-    let mut applied = base.applied.map(|set| set.iter().peekable());
+    let mut applied = base.applied.iter().flat_map(PageSet::iter).peekable();
     for (index, page) in memory.chunks_exact(PAGE_BYTES).enumerate() {
         let start = index * PAGE_BYTES;
         if skip
@@ -48,11 +49,9 @@ pub fn dirty_pages(memory: &[u8], base: &Base<'_>, skip: &[Range<usize>]) -> Res
             .image
             .get(start..start + PAGE_BYTES)
             .unwrap_or(&ZERO_PAGE);
-        if let Some(applied) = applied.as_mut() {
-            while applied.next_if(|(i, _)| (*i as usize) < index).is_some() {}
-            if let Some((_, bytes)) = applied.next_if(|(i, _)| *i as usize == index) {
-                expected = bytes;
-            }
+        while applied.next_if(|(i, _)| (*i as usize) < index).is_some() {}
+        if let Some((_, bytes)) = applied.next_if(|(i, _)| *i as usize == index) {
+            expected = bytes;
         }
         if page != expected {
             indices.push(index as u32);
@@ -81,22 +80,6 @@ pub fn split(pages: &PageSet, part_bytes: usize) -> Result<Vec<PageSet>> {
             PageSet::new(indices.to_vec(), data).map_err(|e| anyhow!("cutting a page set: {e}"))
         })
         .collect()
-}
-
-/// The parts of a page set, in order, as one set; the indices must ascend
-/// across parts too.
-pub fn join(parts: &[PageSet]) -> Result<PageSet> {
-    if let [one] = parts {
-        return Ok(one.clone());
-    }
-    let pages: usize = parts.iter().map(PageSet::len).sum();
-    let mut indices = Vec::with_capacity(pages);
-    let mut data = BytesMut::with_capacity(pages * PAGE_BYTES);
-    for part in parts {
-        indices.extend_from_slice(part.indices());
-        data.extend_from_slice(part.data());
-    }
-    PageSet::new(indices, data.freeze()).map_err(|e| anyhow!("joining page sets: {e}"))
 }
 
 /// Writes `pages` into `memory`; a page outside it is the peer's error.
@@ -230,7 +213,7 @@ mod tests {
             &memory,
             &Base {
                 image: &image,
-                applied: None,
+                applied: &[],
             },
             &[],
         )?;
@@ -247,7 +230,7 @@ mod tests {
             &memory,
             &Base {
                 image: &image,
-                applied: None,
+                applied: &[],
             },
             &[],
         )?;
@@ -267,7 +250,7 @@ mod tests {
             &memory,
             &Base {
                 image: &image,
-                applied: Some(&applied),
+                applied: std::slice::from_ref(&applied),
             },
             std::slice::from_ref(&(3 * PAGE_BYTES..4 * PAGE_BYTES)),
         )?;
