@@ -220,8 +220,8 @@ impl Slots {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::Bytes;
     use anyhow::Context;
+    use bytes::Bytes;
     use ferry_transport::PAGE_BYTES;
 
     fn pages(indices: &[u32]) -> PageSet {
@@ -246,11 +246,17 @@ mod tests {
                 anyhow::ensure!(slots.admit().await.is_none(), "the slot went with part 1");
                 let (_, more) = slots.next_part(9).context("part 2")?;
                 anyhow::ensure!(!more, "the last part");
-                let permit = slots.admit().await.context("the slot is back after the last part")?;
+                let permit = slots
+                    .admit()
+                    .await
+                    .context("the slot is back after the last part")?;
                 let serial = slots.keep_parts(10, VecDeque::from([pages(&[3])]), permit);
                 anyhow::ensure!(slots.admit().await.is_none(), "admitted past the held slot");
                 anyhow::ensure!(slots.drop_parts(10, serial), "the parts were kept");
-                anyhow::ensure!(slots.admit().await.is_some(), "the slot is back after a drop");
+                anyhow::ensure!(
+                    slots.admit().await.is_some(),
+                    "the slot is back after a drop"
+                );
                 Ok(())
             })
             .map_err(|e| anyhow::anyhow!("starting an executor: {e}"))?
