@@ -870,9 +870,28 @@ mod ring {
                 base: ptr as usize,
                 len,
             });
+            if let Err(error) = check(
+                self.register_all(&all),
+                "io_uring_register(IORING_REGISTER_BUFFERS)",
+            ) {
+                all.pop();
+                if !all.is_empty() {
+                    // Put the earlier ones back.
+                    check(
+                        self.register_all(&all),
+                        "registering the earlier buffers again",
+                    )?;
+                }
+                return Err(error);
+            }
+            Ok(())
+        }
+
+        /// io_uring_register(IORING_REGISTER_BUFFERS) of `all`; its return.
+        fn register_all(&self, all: &[Iovec]) -> isize {
             // SAFETY: an array of iovecs the kernel reads during the call;
             // it pins the memory they name or fails.
-            let ret = unsafe {
+            unsafe {
                 syscall6(
                     sys::SYS_IO_URING_REGISTER,
                     [
@@ -884,30 +903,7 @@ mod ring {
                         0,
                     ],
                 )
-            };
-            if let Err(error) = check(ret, "io_uring_register(IORING_REGISTER_BUFFERS)") {
-                all.pop();
-                if !all.is_empty() {
-                    // Put the earlier ones back.
-                    // SAFETY: as above.
-                    let ret = unsafe {
-                        syscall6(
-                            sys::SYS_IO_URING_REGISTER,
-                            [
-                                self.fd as usize,
-                                IORING_REGISTER_BUFFERS,
-                                all.as_ptr() as usize,
-                                all.len(),
-                                0,
-                                0,
-                            ],
-                        )
-                    };
-                    check(ret, "registering the earlier buffers again")?;
-                }
-                return Err(error);
             }
-            Ok(())
         }
 
         fn push(&self, opcode: u8, fd: i32, addr: usize, len: usize, off: u64, buf_index: u16) {
