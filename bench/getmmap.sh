@@ -33,6 +33,8 @@
 set -euo pipefail
 me=getmmap.sh
 root=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=bench/script_lib.sh
+source "$root/bench/script_lib.sh"
 size=${SIZE:-1073741824} calls=3 rounds=3 cpu=0 build=1 data='' paths=1
 out=$root/bench/results/getmmap
 command_line="bench/getmmap.sh $*"
@@ -46,30 +48,23 @@ while [ $# -gt 0 ]; do
     --cpu) cpu=$2; shift 2 ;;
     --no-paths) paths=0; shift ;;
     --no-build) build=0; shift ;;
-    -h | --help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
-    *) echo "$me: unexpected argument '$1' (--help)" >&2; exit 2 ;;
+    -h | --help) usage ;;
+    *) unexpected "$1" ;;
   esac
 done
-fail() {
-  echo "$me: $*" >&2
-  exit 1
-}
 [[ $size =~ ^[1-9][0-9]*$ ]] || fail "--size (SIZE) is a whole number of bytes, got '$size'"
 [ "$size" -le 1073741824 ] || fail "--size is at most 1 GiB (the store's object cap), got $size"
-[[ $calls =~ ^[1-9][0-9]*$ ]] || fail "--calls is a whole number >= 1, got '$calls'"
-[[ $rounds =~ ^[1-9][0-9]*$ ]] || fail "--rounds is a whole number >= 1, got '$rounds'"
-[[ $cpu =~ ^[0-9]+$ ]] || fail "--cpu is a CPU number"
-for tool in taskset python3 curl dd cargo; do
-  command -v "$tool" >/dev/null || fail "$tool not found"
-done
+whole --calls "$calls"
+whole --rounds "$rounds"
+cpu_number --cpu "$cpu"
+tools taskset python3 curl dd cargo
 
 ferry=$root/target/release/ferry
 example=$root/target/release/examples/getmmap_paths
 wasm=$root/guests/out/tests/test/mmapread.wasm
 if [ "$build" = 1 ]; then
   echo "== building ferry"
-  (cd "$root" && LIBCLANG_PATH=${LIBCLANG_PATH:-/usr/lib/llvm-14/lib} cargo build --quiet --release \
-    --workspace --all-targets --features ferry-runtime/rdma) || fail "cargo build failed"
+  build_workspace
 fi
 [ -x "$ferry" ] || fail "$ferry not built (cargo build --release -p ferry-runtime)"
 [ "$paths" = 0 ] || [ -x "$example" ] ||

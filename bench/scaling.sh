@@ -47,6 +47,8 @@
 set -euo pipefail
 me=scaling.sh
 root=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=bench/script_lib.sh
+source "$root/bench/script_lib.sh"
 duration=5 rounds=3 warmup=1 concurrency=16 rate='' factor=2 overload_s=5
 overload_connections=512 client_cpu=1 perf=0 build=1 busy_in_flight_max=1
 out=$root/bench/results/scaling
@@ -66,29 +68,22 @@ while [ $# -gt 0 ]; do
     --busy-in-flight-max) busy_in_flight_max=$2; shift 2 ;;
     --perf) perf=1; shift ;;
     --no-build) build=0; shift ;;
-    -h | --help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
-    *) echo "$me: unexpected argument '$1' (--help)" >&2; exit 2 ;;
+    -h | --help) usage ;;
+    *) unexpected "$1" ;;
   esac
 done
-fail() {
-  echo "$me: $*" >&2
-  exit 1
-}
-number() { [[ $2 =~ ^[0-9]+([.][0-9]+)?$ ]] || fail "$1 is a number, got '$2'"; }
 number --duration "$duration"
 number --warmup "$warmup"
 number --overload-factor "$factor"
 number --overload-s "$overload_s"
 [ -z "$rate" ] || number --rate "$rate"
-[[ $rounds =~ ^[1-9][0-9]*$ ]] || fail "--rounds is a whole number >= 1, got '$rounds'"
-[[ $concurrency =~ ^[1-9][0-9]*$ ]] || fail "--concurrency is a whole number >= 1, got '$concurrency'"
-[[ $overload_connections =~ ^[1-9][0-9]*$ ]] || fail "--overload-connections is a whole number >= 1"
-[[ $client_cpu =~ ^[0-9]+$ ]] || fail "--client-cpu is a CPU number"
-[[ $busy_in_flight_max =~ ^[1-9][0-9]*$ ]] || fail "--busy-in-flight-max is a whole number >= 1"
+whole --rounds "$rounds"
+whole --concurrency "$concurrency"
+whole --overload-connections "$overload_connections"
+cpu_number --client-cpu "$client_cpu"
+whole --busy-in-flight-max "$busy_in_flight_max"
 [ "$(nproc)" -ge 2 ] || fail "two CPUs are needed (nproc says $(nproc))"
-for tool in taskset python3 cargo; do
-  command -v "$tool" >/dev/null || fail "$tool not found"
-done
+tools taskset python3 cargo
 [ "$perf" = 0 ] || command -v perf >/dev/null || fail "--perf: perf not found"
 
 ferry=$root/target/release/ferry
@@ -97,8 +92,7 @@ overload=$root/target/release/overload
 noop=$root/guests/out/tests/test/noop.wasm
 if [ "$build" = 1 ]; then
   echo "== building ferry, ferry-bench, overload"
-  (cd "$root" && LIBCLANG_PATH=${LIBCLANG_PATH:-/usr/lib/llvm-14/lib} cargo build --quiet --release \
-    --workspace --all-targets --features ferry-runtime/rdma) || fail "cargo build failed"
+  build_workspace
 fi
 for binary in "$ferry" "$bench" "$overload"; do
   [ -x "$binary" ] || fail "$binary not built (cargo build --release --workspace)"

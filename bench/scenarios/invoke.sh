@@ -47,6 +47,8 @@
 set -euo pipefail
 me=invoke.sh
 root=$(cd "$(dirname "$0")/../.." && pwd)
+# shellcheck source=bench/script_lib.sh
+source "$root/bench/script_lib.sh"
 duration=5 rounds=2 warmup=1 concurrency=16 server_cpu=0 client_cpu=1
 servers=ferry,floor,wasmtime build=1 perf=0
 out=$root/bench/results/invoke
@@ -63,27 +65,21 @@ while [ $# -gt 0 ]; do
     --servers) servers=$2; shift 2 ;;
     --no-build) build=0; shift ;;
     --perf) perf=1; shift ;;
-    -h | --help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
-    *) echo "$me: unexpected argument '$1' (--help)" >&2; exit 2 ;;
+    -h | --help) usage ;;
+    *) unexpected "$1" ;;
   esac
 done
-fail() {
-  echo "$me: $*" >&2
-  exit 1
-}
-number() { [[ $2 =~ ^[0-9]+([.][0-9]+)?$ ]] || fail "$1 is a number, got '$2'"; }
 number --duration "$duration"
 number --warmup "$warmup"
-[[ $rounds =~ ^[1-9][0-9]*$ ]] || fail "--rounds is a whole number >= 1, got '$rounds'"
-[[ $concurrency =~ ^[1-9][0-9]*$ ]] || fail "--concurrency is a whole number >= 1, got '$concurrency'"
-[[ $server_cpu =~ ^[0-9]+$ && $client_cpu =~ ^[0-9]+$ ]] || fail "--server-cpu and --client-cpu are CPU numbers"
+whole --rounds "$rounds"
+whole --concurrency "$concurrency"
+cpu_number --server-cpu "$server_cpu"
+cpu_number --client-cpu "$client_cpu"
 [[ ,$servers, == *,ferry,* ]] || fail "--servers must include ferry: the open-loop rate is half of ferry's maximum"
 for server in ${servers//,/ }; do
   case "$server" in ferry | floor | wasmtime) ;; *) fail "unknown server '$server' (ferry, floor, wasmtime)" ;; esac
 done
-for tool in taskset python3 curl cargo; do
-  command -v "$tool" >/dev/null || fail "$tool not found"
-done
+tools taskset python3 curl cargo
 [ "$perf" = 0 ] || command -v perf >/dev/null || fail "--perf: perf not found"
 [ "$perf" = 0 ] || [[ ,$servers, == *,floor,* ]] || fail "--perf compares ferry with the floor: --servers must include floor"
 
@@ -92,10 +88,7 @@ bench=$root/target/release/ferry-bench
 noop=$root/guests/out/tests/test/noop.wasm
 if [ "$build" = 1 ]; then
   echo "== building ferry, ferry-bench"
-  # The build scripts/test.sh does (rdma-sys generates its bindings with
-  # libclang 14), so that nothing is built twice.
-  (cd "$root" && LIBCLANG_PATH=${LIBCLANG_PATH:-/usr/lib/llvm-14/lib} cargo build --quiet --release \
-    --workspace --all-targets --features ferry-runtime/rdma) || fail "cargo build failed"
+  build_workspace
 fi
 for binary in "$ferry" "$bench"; do
   [ -x "$binary" ] || fail "$binary not built (cargo build --release -p ferry-runtime -p ferry-bench)"
