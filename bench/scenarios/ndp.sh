@@ -93,31 +93,15 @@ for size in $sizes; do
   for function in $funcs; do
     input=$(input_of "$function" "$key")
     stem=$function-${size}m
-    # A point that fails is recorded (closed/STEM.failed.json, with the
-    # error's text, rendered as such) and the others still run; the
-    # scenario then exits 1.
-    since=$(date -u +%Y-%m-%dT%H:%M:%S)
-    set +e
-    (
-      set -e
-      ndp_check "$function" "$input" "$out/closed" "$stem"
-      warmup=$(ndp_warmup "$call_s" "$seconds")
-      misplaced=
-      for mode in ndp forbid; do
-        ndp_run "$function" "$input" "$out/closed" "$stem-$mode" "$mode" "$seconds" "$warmup"
-        ndp_where "$out/closed/$stem-$mode" "$mode" || misplaced="$misplaced $mode"
-        python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); print("%s: %d calls, p50 %.1f ms" % (s["label"], s["count"], s["latency_ms"]["p50"]))' \
-          "$out/closed/$stem-$mode.json"
-      done
-      [ -z "$misplaced" ] || { echo "$me: $stem: the funclets of the$misplaced run ran elsewhere" >&2; exit 1; }
-    ) 2>"$work/point.err"
-    status=$?
-    set -e
-    cat "$work/point.err" >&2
-    if [ "$status" != 0 ]; then
-      ndp_failed "$out/closed/$stem" "$work/point.err" "$since"
+    ndp_point "$function" "$input" "$out/closed" "$stem" "$seconds"
+    if [ "$point_ok" = 0 ]; then
       failed="$failed $stem"
+      continue
     fi
+    for mode in ndp forbid; do
+      python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); print("%s: %d calls, p50 %.1f ms" % (s["label"], s["count"], s["latency_ms"]["p50"]))' \
+        "$out/closed/$stem-$mode.json"
+    done
   done
   in_loadgen curl -sf --noproxy '*' -X DELETE "$compute_upload/o/ndp/$key" >/dev/null || true
 done

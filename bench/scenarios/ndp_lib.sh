@@ -221,3 +221,35 @@ with open(path, "w") as f:
     f.write("\n")
 PY
 }
+
+# ndp_point FUNCTION INPUT DIR STEM SECONDS: one point, the answer checked
+# (ndp_check), then NDP and forbid_ndp runs (ndp_run), each checked for
+# where its funclets ran (ndp_where). A point that fails is recorded
+# (DIR/STEM.failed.json, with the error's text) and point_ok is set to 0;
+# the caller goes on with the other points. Call it as a plain command
+# (not after || or in an if), so that errexit holds inside it.
+# shellcheck disable=SC2034  # point_ok is the caller's to read
+ndp_point() {
+  local function=$1 input=$2 dir=$3 stem=$4 seconds=$5 since status
+  since=$(date -u +%Y-%m-%dT%H:%M:%S)
+  set +e
+  (
+    set -e
+    ndp_check "$function" "$input" "$dir" "$stem"
+    warmup=$(ndp_warmup "$call_s" "$seconds")
+    misplaced=
+    for mode in ndp forbid; do
+      ndp_run "$function" "$input" "$dir" "$stem-$mode" "$mode" "$seconds" "$warmup"
+      ndp_where "$dir/$stem-$mode" "$mode" || misplaced="$misplaced $mode"
+    done
+    [ -z "$misplaced" ] || { echo "$me: ${dir##*/}/$stem: the funclets of the$misplaced run ran elsewhere" >&2; exit 1; }
+  ) 2>"$work/point.err"
+  status=$?
+  set -e
+  cat "$work/point.err" >&2
+  point_ok=1
+  if [ "$status" != 0 ]; then
+    ndp_failed "$dir/$stem" "$work/point.err" "$since"
+    point_ok=0
+  fi
+}

@@ -75,24 +75,8 @@ for rate in $rates; do
   ndp_put "csv-${size}m" "$work/csv"
   for function in $funcs; do
     input=$(input_of "$function")
-    since=$(date -u +%Y-%m-%dT%H:%M:%S)
-    set +e
-    (
-      set -e
-      ndp_check "$function" "$input" "$out/$rate" "$function"
-      warmup=$(ndp_warmup "$call_s" "$seconds")
-      misplaced=
-      for mode in ndp forbid; do
-        ndp_run "$function" "$input" "$out/$rate" "$function-$mode" "$mode" "$seconds" "$warmup"
-        ndp_where "$out/$rate/$function-$mode" "$mode" || misplaced="$misplaced $mode"
-      done
-      [ -z "$misplaced" ] || { echo "$me: $function at $rate: the funclets of the$misplaced run ran elsewhere" >&2; exit 1; }
-    ) 2>"$work/point.err"
-    status=$?
-    set -e
-    cat "$work/point.err" >&2
-    if [ "$status" != 0 ]; then
-      ndp_failed "$out/$rate/$function" "$work/point.err" "$since"
+    ndp_point "$function" "$input" "$out/$rate" "$function" "$seconds"
+    if [ "$point_ok" = 0 ]; then
       failed="$failed $rate/$function"
       continue
     fi
