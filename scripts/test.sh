@@ -5,6 +5,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$(date +%s)
+# A cold build and the test nodes need ~20 GiB on this disk; say so up front
+# rather than fail midway with "No space left on device".
+free_gib=$(df -Pk . | awk 'NR == 2 { printf "%d", $4 / 1048576 }')
+echo "test.sh: $free_gib GiB free on $(df -P . | awk 'NR == 2 { print $6 }')"
+if [ "$free_gib" -lt 20 ]; then
+  echo "test.sh: warning: under 20 GiB free; a cold build may run out of disk" >&2
+fi
 bash scripts/setup.sh
 bash guests/build.sh guests/out
 # rdma-sys generates its bindings with libclang 14.
@@ -22,4 +29,4 @@ cargo test --release --workspace --no-fail-fast "${features[@]}"
 bash deploy/check.sh
 bash bench/smoke.sh   # ferry-bench run/plot against a node, netns.sh up/down with an offload through it
 bash fuzz/run.sh 20
-echo "test.sh: done in $(( $(date +%s) - start )) s"
+echo "test.sh: done in $(( $(date +%s) - start )) s; target/ holds $(du -sh target | cut -f1)"
