@@ -5,8 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$(date +%s)
-# A cold build and the test nodes need ~5 GiB on this disk (4.96 GiB of target/ and fuzz/target at the peak of a cold run); say so up front
-# rather than fail midway with "No space left on device".
+# A cold run needs ~5 GiB on this disk (target/ and fuzz/target peaked at
+# 4.96 GiB); say so up front rather than fail midway with "No space left on
+# device".
 free_gib=$(df -Pk . | awk 'NR == 2 { printf "%d", $4 / 1048576 }')
 echo "test.sh: $free_gib GiB free on $(df -P . | awk 'NR == 2 { print $6 }')"
 if [ "$free_gib" -lt 8 ]; then
