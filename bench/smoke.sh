@@ -287,6 +287,11 @@ bash "$root/bench/getmmap.sh" --no-build --size 67108864 --calls 1 --rounds 1 \
 [ -s "$out/getmmap/table.md" ] && [ -s "$out/getmmap/paths.txt" ] ||
   fail "getmmap.sh wrote no table in $out/getmmap"
 
+echo "== bench/idle_connections.py, 64 connections, 1 s"
+python3 "$root/bench/idle_connections.py" --connections 0,64 --seconds 1 >"$work/idle.log" 2>&1 ||
+  { tail -30 "$work/idle.log" >&2; fail "idle_connections.py failed"; }
+grep -q '^| 64 |' "$work/idle.log" || { cat "$work/idle.log" >&2; fail "idle_connections.py printed no row for 64"; }
+
 echo "== bench/scenarios/render.py --check"
 python3 "$root/bench/scenarios/render.py" --check >"$work/render.log" 2>&1 ||
   { cat "$work/render.log" >&2; fail "bench/README.md's tables are stale; run bench/scenarios/render.py"; }

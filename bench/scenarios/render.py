@@ -19,9 +19,10 @@ function and object size, and the open-loop sweep), pays
 scaling (bench/scaling.sh: 1 against 2 shards, and past saturation) and
 getmmap (bench/getmmap.sh: getMmap against dd, and the read-path
 experiment), the last two as their scripts wrote table.md; transport,
-storage, memory, offload and calls are runs of bench/transport_floor.sh,
-bench/storage/run.sh, bench/memory_abuse.py, bench/offload.sh and
-bench/scenarios/calls.sh kept by
+storage, memory, offload, calls and idle are runs of
+bench/transport_floor.sh, bench/storage/run.sh, bench/memory_abuse.py,
+bench/offload.sh, bench/scenarios/calls.sh and bench/idle_connections.py
+kept by
 bench/scenarios/record.sh (meta.json and output.txt).
 Every table starts with when and where it was measured, from the run's
 meta.json (invoke: context.json). A scenario with no results renders as a
@@ -54,6 +55,7 @@ COMMANDS = {
     "memory": "bash bench/scenarios/record.sh memory -- python3 bench/memory_abuse.py",
     "offload": "bash bench/scenarios/record.sh offload -- bash bench/offload.sh",
     "calls": "bash bench/scenarios/record.sh calls -- bash bench/scenarios/calls.sh",
+    "idle": "bash bench/scenarios/record.sh idle -- python3 bench/idle_connections.py",
     "callprofile": "bash bench/scenarios/invoke.sh --perf --servers ferry,floor --rounds 3 "
                    "--out bench/results/callprofile",
 }
@@ -336,7 +338,8 @@ RENDERERS = {"ndp": render_ndp, "pays": render_pays, "invoke": render_invoke,
              "scaling": render_scaling, "getmmap": render_getmmap,
              "transport": render_recorded, "storage": render_recorded,
              "memory": render_recorded, "offload": render_recorded,
-             "calls": render_recorded, "callprofile": render_callprofile}
+             "calls": render_recorded, "idle": render_recorded,
+             "callprofile": render_callprofile}
 
 
 def render(name, directory):

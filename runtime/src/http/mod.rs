@@ -104,7 +104,7 @@ pub async fn serve(listener: TcpListener, shard: Rc<LocalShard>, api: Api) {
                 .serve_connection(GlommioIo::new(stream), service)
                 .without_shutdown();
             match connection.await {
-                Ok(parts) => linger(parts.io.0).await,
+                Ok(parts) => linger(parts.io.into_inner()).await,
                 Err(error) => tracing::debug!(%error, "connection ended with an error"),
             }
             open.set(open.get() - 1);
