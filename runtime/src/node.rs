@@ -14,7 +14,7 @@ use glommio::{LocalExecutorBuilder, PoolPlacement};
 
 use crate::budget::{ByteBudget, Quotas};
 use crate::config::Config;
-use crate::exec::{start_epoch_ticker, Executor};
+use crate::exec::Executor;
 use crate::http::{self, Api};
 use crate::invocation::{AsyncCalls, CallIds};
 use crate::limits;
@@ -74,7 +74,7 @@ pub fn run(config: Config) -> Result<()> {
         },
         config,
     });
-    start_epoch_ticker(executor.engine.clone())?;
+    executor.ticker.start()?;
 
     let startup = Startup {
         functions_dirs: node.config.functions_dirs.clone(),

@@ -3,6 +3,7 @@
 use anyhow::Result;
 use ferry_tests::{Node, NodeOptions};
 use serde_json::json;
+use std::time::{Duration, Instant};
 
 #[test]
 fn bad_requests_get_clear_errors_and_the_node_keeps_serving() -> Result<()> {
@@ -123,6 +124,36 @@ fn bad_requests_get_clear_errors_and_the_node_keeps_serving() -> Result<()> {
             "{function}: {text:?} lacks {reason:?}"
         );
     }
+
+    // A looping guest is still stopped at its deadline after the node sat
+    // idle: the epoch ticker, parked while no call's store is alive, is
+    // woken by the call's store. First, the idle node stops ticking.
+    let ticks = "ferry_epoch_ticks_total";
+    let mut last = node.metric(ticks)?;
+    node.wait_for(Duration::from_secs(10), |node| {
+        std::thread::sleep(Duration::from_millis(300));
+        let now = node.metric(ticks)?;
+        let parked = now == last;
+        last = now;
+        Ok(parked)
+    })?;
+    let started = Instant::now();
+    let reply = node.call("test", "loop", "")?;
+    assert!(
+        reply.status == 500 && reply.text().contains("deadline exceeded"),
+        "loop after idle: {} {}",
+        reply.status,
+        reply.text()
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "the 3 s deadline took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        node.metric(ticks)? >= last + 1000.0,
+        "the call ran without ticks"
+    );
 
     // Input over the cap.
     let big = "x".repeat((1 << 20) + 1);

@@ -9,6 +9,7 @@
 pub mod call_state;
 pub mod rewrite;
 pub(crate) mod sandbox;
+pub mod ticker;
 pub mod zygote;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -142,6 +143,8 @@ pub struct CallCtx {
     /// Funclets of this call run on other nodes / on this one.
     pub funclets_offloaded: u32,
     pub funclets_here: u32,
+    /// Keeps the epoch ticker ticking while this store lives.
+    _ticking: ticker::Ticking,
     stdout: MemoryOutputPipe,
     stderr: MemoryOutputPipe,
     /// The call's own directories, removed when the call's store goes.
@@ -237,6 +240,8 @@ pub struct Executor {
     pub limits: Limits,
     /// Linear memory every call holds, against the node's budget.
     pub memory: Arc<NodeMemory>,
+    /// Advances the engine's epoch while any store is alive.
+    pub ticker: Arc<ticker::EpochTicker>,
 }
 
 impl Executor {
@@ -279,6 +284,7 @@ impl Executor {
             .context("linking WASI preview 1")?;
         imports(&mut linker).context("linking the Faasm imports")?;
         Ok(Executor {
+            ticker: ticker::EpochTicker::new(engine.clone()),
             engine,
             linker,
             sandbox: None,
@@ -380,6 +386,7 @@ impl Executor {
             host_log: String::new(),
             funclets_offloaded: 0,
             funclets_here: 0,
+            _ticking: self.ticker.ticking(),
             stdout,
             stderr,
             dirs,
@@ -586,17 +593,4 @@ pub fn memory(
 pub fn describe_failure(error: &wasmtime::Error) -> String {
     let root = error.root_cause().to_string();
     root.lines().next().unwrap_or("call failed").to_owned()
-}
-
-/// Engine epoch ticker: every tick, running guests yield their shard, and
-/// the deadline callback checks the wall clock.
-pub fn start_epoch_ticker(engine: Engine) -> anyhow::Result<()> {
-    std::thread::Builder::new()
-        .name("ferry-epoch".into())
-        .spawn(move || loop {
-            std::thread::sleep(Duration::from_millis(limits::EPOCH_TICK_MS));
-            engine.increment_epoch();
-        })
-        .map_err(|e| anyhow::anyhow!("starting the epoch ticker thread: {e}"))?;
-    Ok(())
 }
