@@ -78,6 +78,10 @@ impl<S> GlommioIo<S> {
             &LONG_WAITING
         };
         list.with(|waiting| waiting.borrow_mut().push(cx.waker().clone()));
+        // A parked heartbeat starts beating again.
+        if let Some(heartbeat) = PARKED.with(|parked| parked.take()) {
+            heartbeat.wake();
+        }
     }
 
     fn moved(&mut self) {
@@ -107,17 +111,36 @@ thread_local! {
     /// Beats so far on this shard.
     static BEAT: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
     static BEATING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// The heartbeat's task while it is parked (no I/O waits).
+    static PARKED: std::cell::Cell<Option<std::task::Waker>> = const { std::cell::Cell::new(None) };
+}
+
+/// Whether no connection I/O of this shard waits.
+fn none_waits() -> bool {
+    WAITING.with(|waiting| waiting.borrow().is_empty())
+        && LONG_WAITING.with(|waiting| waiting.borrow().is_empty())
 }
 
 /// Every [`HEARTBEAT`], wakes the tasks whose connection I/O waited since
 /// the last beat, so each polls its stream again; those that have waited
-/// long, every [`LONG_WAIT_BEATS`] beats. Runs once per shard (a second
-/// call returns at once); spawn it on the shard's executor.
+/// long, every [`LONG_WAIT_BEATS`] beats. While no I/O waits it parks (an
+/// idle shard takes no timer wake-ups), and the next I/O that waits wakes
+/// it. Runs once per shard (a second call returns at once); spawn it on
+/// the shard's executor.
 pub async fn heartbeat() {
     if BEATING.with(|beating| beating.replace(true)) {
         return;
     }
     loop {
+        std::future::poll_fn(|cx| {
+            if none_waits() {
+                PARKED.with(|parked| parked.set(Some(cx.waker().clone())));
+                Poll::Pending
+            } else {
+                Poll::Ready(())
+            }
+        })
+        .await;
         glommio::timer::sleep(HEARTBEAT).await;
         let beat = BEAT.with(|beat| {
             beat.set(beat.get() + 1);
@@ -267,6 +290,58 @@ mod tests {
         // One poll per beat, not a spin.
         anyhow::ensure!(polls <= 4, "{polls} polls");
         Ok(())
+    }
+
+    #[test]
+    fn the_heartbeat_parks_while_nothing_waits_and_a_read_wakes_it() -> anyhow::Result<()> {
+        glommio::LocalExecutorBuilder::default()
+            .spawn(|| async {
+                glommio::spawn_local(heartbeat()).detach();
+                // Nothing waits: no beat at all.
+                glommio::timer::sleep(HEARTBEAT * 6).await;
+                let idle = BEAT.with(|beat| beat.get());
+                anyhow::ensure!(idle == 0, "{idle} beats with nothing waiting");
+                anyhow::ensure!(
+                    PARKED.with(|parked| {
+                        let waker = parked.take();
+                        let is = waker.is_some();
+                        parked.set(waker);
+                        is
+                    }),
+                    "the heartbeat is not parked"
+                );
+                // A read that waits, and whose wake-up is lost, wakes it and
+                // is polled again within a few beats.
+                let polls = Rc::new(Cell::new(0));
+                let started = Instant::now();
+                let mut io = GlommioIo::new(Silent {
+                    ready_at: started + Duration::from_millis(50),
+                    polls: polls.clone(),
+                });
+                let mut storage = [std::mem::MaybeUninit::<u8>::uninit(); 16];
+                let mut buf = hyper::rt::ReadBuf::uninit(&mut storage);
+                let read = std::future::poll_fn(|cx| {
+                    hyper::rt::Read::poll_read(Pin::new(&mut io), cx, buf.unfilled())
+                });
+                glommio::timer::timeout(Duration::from_secs(5), async { Ok(read.await) })
+                    .await
+                    .map_err(|e| anyhow::anyhow!("the read was never woken: {e}"))??;
+                let took = started.elapsed();
+                anyhow::ensure!(
+                    took < Duration::from_millis(50) + HEARTBEAT * 8,
+                    "the read took {took:?}"
+                );
+                // Done waiting: it parks again after a beat or two.
+                glommio::timer::sleep(HEARTBEAT * 4).await;
+                let after = BEAT.with(|beat| beat.get());
+                glommio::timer::sleep(HEARTBEAT * 6).await;
+                let later = BEAT.with(|beat| beat.get());
+                anyhow::ensure!(later == after, "beats went on: {after} then {later}");
+                anyhow::Ok(())
+            })
+            .map_err(|e| anyhow::anyhow!("starting an executor: {e}"))?
+            .join()
+            .map_err(|e| anyhow::anyhow!("executor: {e:?}"))?
     }
 
     #[test]
