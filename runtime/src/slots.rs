@@ -38,33 +38,47 @@ struct Finished {
     _permit: StaticPermit,
 }
 
-impl Pending {
-    /// Whether `part`'s first page comes after the last page of `parts`
-    /// (page indices ascend across a snapshot's parts, as within one).
-    pub fn follows(parts: &[PageSet], part: &PageSet) -> bool {
-        let last = parts.iter().rev().find_map(|p| p.indices().last());
-        match (last, part.indices().first()) {
-            (Some(last), Some(first)) => first > last,
-            _ => true,
-        }
-    }
-
-    /// The Offer, its function, the snapshot's parts and the slot's
-    /// permit (held while the funclet runs and its changes wait to be
-    /// fetched).
-    pub fn into_parts(self) -> (Offer, Arc<Function>, Vec<PageSet>, StaticPermit) {
-        (self.offer, self.function, self.parts, self._permit)
+/// Whether `part`'s first page comes after the last page of `parts` (page
+/// indices ascend across a snapshot's parts, as within one).
+fn follows(parts: &[PageSet], part: &PageSet) -> bool {
+    let last = parts.iter().rev().find_map(|p| p.indices().last());
+    match (last, part.indices().first()) {
+        (Some(last), Some(first)) => first > last,
+        _ => true,
     }
 }
 
-/// An accepted Offer waiting for its pages, and the slot it holds.
-pub struct Pending {
+/// What [`Slots::add_part`] made of a part.
+pub enum Part {
+    /// More parts follow; the slot's serial.
+    More(u32),
+    /// The last part: the whole snapshot.
+    Last(Box<Snapshot>),
+}
+
+/// An accepted Offer's whole snapshot, with its function and the slot's
+/// permit (held while the funclet runs and its changes wait to be fetched).
+pub struct Snapshot {
     pub offer: Offer,
     pub function: Arc<Function>,
-    /// The parts of the snapshot received so far, in order.
+    /// In order; page indices ascend across parts.
     pub parts: Vec<PageSet>,
+    pub permit: StaticPermit,
+}
+
+/// Why [`Slots::add_part`] refused a part.
+pub enum PartRefused {
+    /// No accepted Offer for the call (never made, or expired).
+    NoOffer(String),
+    /// The part itself is wrong; the Offer is dropped with its slot.
+    Bad(String),
+}
+
+/// An accepted Offer waiting for its pages: the snapshot so far (holding
+/// the slot's permit) and the slot's serial.
+struct Pending {
+    snapshot: Snapshot,
     slot: u32,
-    _permit: StaticPermit,
 }
 
 impl Slots {
@@ -126,44 +140,57 @@ impl Slots {
         self.pending.borrow_mut().insert(
             call_id,
             Pending {
-                offer,
-                function,
-                parts: Vec::new(),
+                snapshot: Snapshot {
+                    offer,
+                    function,
+                    parts: Vec::new(),
+                    permit,
+                },
                 slot,
-                _permit: permit,
             },
         );
         Some(slot)
     }
 
-    /// The accepted Offer of `call_id`, when its last pages arrive.
-    pub fn take(&self, call_id: u64) -> Option<Pending> {
-        self.pending.borrow_mut().remove(&call_id)
-    }
-
-    /// Keeps one part of an accepted Offer's snapshot (more follow); the
-    /// slot's serial, or Err with why the part is refused.
-    pub fn add_part(&self, call_id: u64, part: PageSet) -> Result<u32, String> {
+    /// Takes one part of an accepted Offer's snapshot, refusing one that
+    /// runs past the offered memory or does not follow the previous part;
+    /// with the last part (`more` false), hands the whole snapshot over.
+    pub fn add_part(&self, call_id: u64, part: PageSet, more: bool) -> Result<Part, PartRefused> {
         let mut pending = self.pending.borrow_mut();
-        let Some(held) = pending.get_mut(&call_id) else {
-            return Err(format!("no accepted offer for call {call_id} (expired?)"));
+        let Some(Pending {
+            snapshot: mut held,
+            slot,
+        }) = pending.remove(&call_id)
+        else {
+            return Err(PartRefused::NoOffer(format!(
+                "no accepted offer for call {call_id} (expired?)"
+            )));
         };
         let memory_bytes = u64::from(held.offer.memory_pages) * limits::WASM_PAGE_BYTES as u64;
         let held_bytes: u64 = held.parts.iter().map(|p| p.data().len() as u64).sum();
+        // A refused part drops the Offer, and its slot, with it.
         if held_bytes + part.data().len() as u64 > memory_bytes {
-            pending.remove(&call_id);
-            return Err(format!(
+            return Err(PartRefused::Bad(format!(
                 "call {call_id}: pages past the offered memory of {memory_bytes} bytes"
-            ));
+            )));
         }
-        if !Pending::follows(&held.parts, &part) {
-            pending.remove(&call_id);
-            return Err(format!(
+        if !follows(&held.parts, &part) {
+            return Err(PartRefused::Bad(format!(
                 "call {call_id}: a part's pages do not come after the previous part's"
-            ));
+            )));
         }
         held.parts.push(part);
-        Ok(held.slot)
+        if more {
+            pending.insert(
+                call_id,
+                Pending {
+                    snapshot: held,
+                    slot,
+                },
+            );
+            return Ok(Part::More(slot));
+        }
+        Ok(Part::Last(Box::new(held)))
     }
 
     /// Keeps the parts of a funclet's changes still to fetch; the serial
@@ -264,15 +291,118 @@ mod tests {
             .map_err(|e| anyhow::anyhow!("the executor failed: {e:?}"))?
     }
 
+    /// A function for an Offer to name: an empty module.
+    fn function() -> anyhow::Result<Arc<Function>> {
+        let config = crate::config::Config::validate(Default::default())?;
+        let executor = crate::exec::Executor::new(config.limits, 1, |_| Ok(()))
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let module = executor
+            .compile(b"\0asm\x01\0\0\0")
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let pre = executor
+            .prepare(&module)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(Arc::new(Function {
+            user: "u".into(),
+            name: "f".into(),
+            wasm_sha256: String::new(),
+            module,
+            pre,
+            facts: Default::default(),
+            image: Default::default(),
+        }))
+    }
+
+    /// Every part of a snapshot, the last included, is checked before it is
+    /// kept; a refused part drops the Offer and gives its slot back; the
+    /// last part hands the whole snapshot over with the slot.
+    #[test]
+    fn every_part_is_checked_and_the_last_hands_the_snapshot_over() -> anyhow::Result<()> {
+        let function = function()?;
+        glommio::LocalExecutorBuilder::default()
+            .spawn(move || async move {
+                let slots = Slots::new(1, 0);
+                // 1 wasm page offered: 16 pages of 4 KiB at most.
+                let offer = |call_id| Offer {
+                    call_id,
+                    memory_pages: 1,
+                    ..ferry_transport::testing::offer(None)
+                };
+                let hold = |call_id: u64| {
+                    let (slots, function) = (&slots, function.clone());
+                    async move {
+                        let permit = slots.admit().await.context("the one slot")?;
+                        slots.hold(offer(call_id), function, permit).context("held")
+                    }
+                };
+                let refused = |outcome: Result<Part, PartRefused>| match outcome {
+                    Err(PartRefused::Bad(reason)) => Ok(reason),
+                    Err(PartRefused::NoOffer(reason)) => Err(anyhow::anyhow!("no offer: {reason}")),
+                    Ok(_) => Err(anyhow::anyhow!("a bad part was taken")),
+                };
+
+                // A last part that does not follow the one before.
+                hold(1).await?;
+                anyhow::ensure!(matches!(
+                    slots.add_part(1, pages(&[4, 5]), true),
+                    Ok(Part::More(_))
+                ));
+                let reason = refused(slots.add_part(1, pages(&[2]), false))?;
+                anyhow::ensure!(reason.contains("do not come after"), "{reason}");
+                anyhow::ensure!(
+                    matches!(
+                        slots.add_part(1, pages(&[9]), false),
+                        Err(PartRefused::NoOffer(_))
+                    ),
+                    "the Offer outlived its refused part"
+                );
+
+                // A last part past the offered memory (17 pages of 16).
+                hold(2).await?;
+                let seventeen: Vec<u32> = (0..17).collect();
+                let reason = refused(slots.add_part(2, pages(&seventeen), false))?;
+                anyhow::ensure!(reason.contains("past the offered memory"), "{reason}");
+
+                // A good snapshot: the last part hands it over, with the slot.
+                hold(3).await?;
+                anyhow::ensure!(matches!(
+                    slots.add_part(3, pages(&[0, 1]), true),
+                    Ok(Part::More(_))
+                ));
+                let Ok(Part::Last(snapshot)) = slots.add_part(3, pages(&[7]), false) else {
+                    anyhow::bail!("the last part did not hand the snapshot over");
+                };
+                let Snapshot {
+                    offer,
+                    parts,
+                    permit,
+                    ..
+                } = *snapshot;
+                anyhow::ensure!(offer.call_id == 3);
+                let indices: Vec<u32> = parts.iter().flat_map(|p| p.indices().to_vec()).collect();
+                anyhow::ensure!(indices == [0, 1, 7], "{indices:?}");
+                anyhow::ensure!(
+                    slots.admit().await.is_none(),
+                    "the slot went with the snapshot"
+                );
+                drop(permit);
+                anyhow::ensure!(slots.admit().await.is_some(), "the slot is back");
+                Ok(())
+            })
+            .map_err(|e| anyhow::anyhow!("starting an executor: {e}"))?
+            .join()
+            .map_err(|e| anyhow::anyhow!("the executor failed: {e:?}"))?
+    }
+
     /// A snapshot's parts must continue one another: a part whose first
     /// page is not past the previous part's last is refused.
     #[test]
     fn parts_must_follow_one_another() {
         let held = [pages(&[1, 5]), pages(&[]), pages(&[8])];
-        assert!(Pending::follows(&[], &pages(&[0])));
-        assert!(Pending::follows(&held, &pages(&[9, 10])));
-        assert!(Pending::follows(&held, &pages(&[])));
-        assert!(!Pending::follows(&held, &pages(&[8])));
-        assert!(!Pending::follows(&held, &pages(&[3])));
+        assert!(follows(&[], &pages(&[0])));
+        assert!(follows(&held, &pages(&[9, 10])));
+        assert!(follows(&held, &pages(&[])));
+        assert!(!follows(&held, &pages(&[8])));
+        assert!(!follows(&held, &pages(&[3])));
     }
 }

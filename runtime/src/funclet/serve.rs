@@ -29,7 +29,7 @@ use super::snapshot::{self, Base, WASM_PAGE_BYTES};
 use crate::exec::{call_i32, describe_failure, table_func, CallCtx, CallSpec, Entry, Function};
 use crate::limits;
 use crate::shard::LocalShard;
-use crate::slots::Pending;
+use crate::slots::{Part, PartRefused, Snapshot};
 use ferry_transport::{Done, ErrorCode, Message, Offer, PageSet, Pages};
 
 /// Answers an Offer: Done (pages rode along), Accept (pages follow),
@@ -97,29 +97,21 @@ pub async fn answer_offer(shard: &Rc<LocalShard>, mut offer: Offer) -> Message {
 /// follow, then Done.
 pub async fn answer_pages(shard: &Rc<LocalShard>, pages: Pages) -> Message {
     let call_id = pages.call_id;
-    if pages.more {
-        return match shard.funclets.add_part(call_id, pages.pages) {
-            Ok(slot) => Message::Accept { call_id, slot },
-            Err(reason) => Message::error(ErrorCode::BadRequest, reason),
-        };
+    match shard.funclets.add_part(call_id, pages.pages, pages.more) {
+        Ok(Part::More(slot)) => Message::Accept { call_id, slot },
+        // The parts are applied one after the other, not joined into one copy.
+        Ok(Part::Last(snapshot)) => {
+            let Snapshot {
+                offer,
+                function,
+                parts,
+                permit,
+            } = *snapshot;
+            run(shard, &function, &offer, &parts, permit).await
+        }
+        Err(PartRefused::NoOffer(reason)) => Message::error(ErrorCode::NotFound, reason),
+        Err(PartRefused::Bad(reason)) => Message::error(ErrorCode::BadRequest, reason),
     }
-    let pending = shard.funclets.take(call_id);
-    let Some(pending) = pending else {
-        return Message::error(
-            ErrorCode::NotFound,
-            format!("no accepted offer for call {call_id} (expired?)"),
-        );
-    };
-    let (offer, function, mut parts, permit) = pending.into_parts();
-    if !Pending::follows(&parts, &pages.pages) {
-        return Message::error(
-            ErrorCode::BadRequest,
-            format!("call {call_id}: a part's pages do not come after the previous part's"),
-        );
-    }
-    // The parts are applied one after the other, not joined into one copy.
-    parts.push(pages.pages);
-    run(shard, &function, &offer, &parts, permit).await
 }
 
 /// Answers FetchPages with the next part of a Done's changes.
