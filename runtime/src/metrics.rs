@@ -82,8 +82,11 @@ impl Metrics {
         }
     }
 
-    pub fn new() -> Result<Metrics> {
+    /// `epoch_ticks`: the executor's ticker counts its own ticks; the node
+    /// reports them with the rest.
+    pub fn new(epoch_ticks: &IntCounter) -> Result<Metrics> {
         let registry = Registry::new();
+        registry.register(Box::new(epoch_ticks.clone()))?;
         let calls = IntCounterVec::new(
             Opts::new("ferry_calls_total", "Calls by user, function and outcome"),
             &["user", "function", "outcome"],

@@ -60,7 +60,7 @@ pub fn run(config: Config) -> Result<()> {
     let node = Arc::new(NodeShared {
         executor: executor.clone(),
         registry,
-        metrics: Metrics::new()?,
+        metrics: Metrics::new(executor.ticker.ticks())?,
         async_calls: AsyncCalls::new(Duration::from_secs(config.limits.async_result_retention_s)),
         call_ids: CallIds::new(),
         http_buffers: ByteBudget::new(config.limits.http_buffer_bytes_max),

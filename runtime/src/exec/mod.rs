@@ -284,7 +284,8 @@ impl Executor {
             .context("linking WASI preview 1")?;
         imports(&mut linker).context("linking the Faasm imports")?;
         Ok(Executor {
-            ticker: ticker::EpochTicker::new(engine.clone()),
+            ticker: ticker::EpochTicker::new(engine.clone())
+                .context("the epoch ticker's counter")?,
             engine,
             linker,
             sandbox: None,

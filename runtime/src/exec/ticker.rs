@@ -6,16 +6,17 @@
 //! ([`EpochTicker::ticking`]) wakes it: a 1 ms ticker on an idle node woke
 //! ~940 times a second, most of an idle node's CPU.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use prometheus::IntCounter;
 use wasmtime::Engine;
 
 use crate::limits;
 
 /// Ticks with no store alive before the ticker parks (100 ms).
-pub const IDLE_TICKS_BEFORE_PARK: u32 = 100;
+const IDLE_TICKS_BEFORE_PARK: u32 = 100;
 
 pub struct EpochTicker {
     engine: Engine,
@@ -24,8 +25,8 @@ pub struct EpochTicker {
     /// The ticker is parked (or about to be) and waits for a store.
     parked: AtomicBool,
     thread: OnceLock<std::thread::Thread>,
-    /// Epochs the ticker has advanced.
-    ticks: AtomicU64,
+    /// Epochs the ticker has advanced (`ferry_epoch_ticks_total`).
+    ticks: IntCounter,
 }
 
 /// Held by a call's store: while any is alive, the ticker ticks.
@@ -38,14 +39,17 @@ impl Drop for Ticking {
 }
 
 impl EpochTicker {
-    pub fn new(engine: Engine) -> Arc<EpochTicker> {
-        Arc::new(EpochTicker {
+    pub fn new(engine: Engine) -> prometheus::Result<Arc<EpochTicker>> {
+        Ok(Arc::new(EpochTicker {
             engine,
             stores: AtomicUsize::new(0),
             parked: AtomicBool::new(false),
             thread: OnceLock::new(),
-            ticks: AtomicU64::new(0),
-        })
+            ticks: IntCounter::new(
+                "ferry_epoch_ticks_total",
+                "Epochs the engine's ticker advanced (it parks while no call's store is alive)",
+            )?,
+        }))
     }
 
     /// Starts the ticker's thread (once; a second call does nothing).
@@ -62,9 +66,9 @@ impl EpochTicker {
         Ok(())
     }
 
-    /// Epochs advanced so far.
-    pub fn ticks(&self) -> u64 {
-        self.ticks.load(Ordering::Relaxed)
+    /// Epochs advanced so far, as the node's metrics report them.
+    pub fn ticks(&self) -> &IntCounter {
+        &self.ticks
     }
 
     /// Marks a store alive until the guard drops, waking a parked ticker.
@@ -85,7 +89,7 @@ impl EpochTicker {
         loop {
             std::thread::sleep(Duration::from_millis(limits::EPOCH_TICK_MS));
             self.engine.increment_epoch();
-            self.ticks.fetch_add(1, Ordering::Relaxed);
+            self.ticks.inc();
             if self.stores.load(Ordering::SeqCst) > 0 {
                 idle = 0;
                 continue;
@@ -115,14 +119,14 @@ mod tests {
     use std::time::Instant;
 
     fn ticks_over(ticker: &EpochTicker, wait: Duration) -> u64 {
-        let before = ticker.ticks();
+        let before = ticker.ticks().get();
         std::thread::sleep(wait);
-        ticker.ticks() - before
+        ticker.ticks().get() - before
     }
 
     #[test]
     fn the_ticker_parks_on_an_idle_node_and_a_store_wakes_it() -> anyhow::Result<()> {
-        let ticker = EpochTicker::new(Engine::default());
+        let ticker = EpochTicker::new(Engine::default())?;
         ticker.start()?;
         // Idle from the start: parked after ~100 ticks (slack for a loaded
         // machine), then no tick at all.
@@ -157,7 +161,7 @@ mod tests {
 
     #[test]
     fn stores_coming_and_going_never_leave_the_ticker_parked_under_one() -> anyhow::Result<()> {
-        let ticker = EpochTicker::new(Engine::default());
+        let ticker = EpochTicker::new(Engine::default())?;
         ticker.start()?;
         // Many short stores around the moment the ticker parks: whenever one
         // is alive after its `ticking` returned, the ticker must not stay
@@ -168,8 +172,8 @@ mod tests {
             std::thread::sleep(Duration::from_millis(90 + 2 * (round % 16)));
             let store = ticker.ticking();
             let deadline = Instant::now() + Duration::from_secs(5);
-            let before = ticker.ticks();
-            while ticker.ticks() < before + 2 {
+            let before = ticker.ticks().get();
+            while ticker.ticks().get() < before + 2 {
                 anyhow::ensure!(
                     Instant::now() < deadline,
                     "round {round}: no tick within 5 s with a store alive"

@@ -66,17 +66,7 @@ pub async fn handle(shard: Rc<LocalShard>, request: Request<Incoming>) -> Reply 
                 node.metrics
                     .http_buffer_bytes_max
                     .set(buffers.max_bytes() as i64);
-                let mut body = node.metrics.render();
-                body.extend_from_slice(
-                    format!(
-                        "# HELP ferry_epoch_ticks_total Epochs the engine's ticker advanced (it parks while no call's store is alive)\n\
-                         # TYPE ferry_epoch_ticks_total counter\n\
-                         ferry_epoch_ticks_total {}\n",
-                        node.executor.ticker.ticks()
-                    )
-                    .as_bytes(),
-                );
-                let mut reply = text(StatusCode::OK, body);
+                let mut reply = text(StatusCode::OK, node.metrics.render());
                 reply.headers_mut().insert(
                     hyper::header::CONTENT_TYPE,
                     hyper::header::HeaderValue::from_static("text/plain; version=0.0.4"),
