@@ -28,7 +28,7 @@ number() { [[ $2 =~ ^[0-9]+([.][0-9]+)?$ ]] || fail "$1 is a number, got '$2'"; 
 # whole FLAG VALUE: VALUE is a whole number >= 1.
 whole() { [[ $2 =~ ^[1-9][0-9]*$ ]] || fail "$1 is a whole number >= 1, got '$2'"; }
 
-# cpu FLAG VALUE: VALUE is a CPU number.
+# cpu_number FLAG VALUE: VALUE is a CPU number.
 cpu_number() { [[ $2 =~ ^[0-9]+$ ]] || fail "$1 is a CPU number, got '$2'"; }
 
 # tools NAME...: every NAME is on the PATH.
