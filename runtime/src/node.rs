@@ -278,6 +278,7 @@ fn spawn_shard(
 /// are new or changed, and recompiles stored functions whose artifact did
 /// not load.
 async fn run_startup(shard: &LocalShard, startup: Startup) {
+    let _working = http::io::Working::begin();
     let node = &shard.node;
     let mut work: Vec<(String, String, Vec<u8>)> = Vec::new();
     for (user, name) in startup.stale {

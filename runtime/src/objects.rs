@@ -458,7 +458,11 @@ impl ObjectWriter {
 impl Drop for LocalWriter {
     fn drop(&mut self) {
         if let Some(stream) = self.0.take() {
-            glommio::spawn_local(async move { stream.abort().await }).detach();
+            glommio::spawn_local(async move {
+                let _working = crate::http::io::Working::begin();
+                stream.abort().await
+            })
+            .detach();
         }
     }
 }

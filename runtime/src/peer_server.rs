@@ -53,6 +53,7 @@ fn store_of(shard: &LocalShard, store: Store) -> &Objects {
 }
 
 async fn answer_peer(shard: &Rc<LocalShard>, writes: &Rc<Writes>, message: Message) -> Message {
+    let _working = crate::http::io::Working::begin();
     shard
         .node
         .metrics
@@ -357,6 +358,7 @@ impl Writes {
                 }
             };
             if let Some(idle) = idle {
+                let _working = crate::http::io::Working::begin();
                 idle.stream.abort().await;
             }
         })

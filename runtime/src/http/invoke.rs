@@ -246,6 +246,7 @@ async fn invoke(
         };
         let runner = shard.clone();
         glommio::spawn_local(async move {
+            let _working = super::io::Working::begin();
             let result = runner.invoke(function, spec).await;
             runner.node.async_calls.finish(async_id, result);
             drop((admission, quota, share));

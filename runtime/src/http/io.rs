@@ -78,10 +78,7 @@ impl<S> GlommioIo<S> {
             &LONG_WAITING
         };
         list.with(|waiting| waiting.borrow_mut().push(cx.waker().clone()));
-        // A parked heartbeat starts beating again.
-        if let Some(heartbeat) = PARKED.with(|parked| parked.take()) {
-            heartbeat.wake();
-        }
+        unpark();
     }
 
     fn moved(&mut self) {
@@ -111,21 +108,67 @@ thread_local! {
     /// Beats so far on this shard.
     static BEAT: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
     static BEATING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-    /// The heartbeat's task while it is parked (no I/O waits).
+    /// [`Working`] guards alive on this shard.
+    static WORKING: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    /// The heartbeat's task while it is parked (the shard is idle).
     static PARKED: std::cell::Cell<Option<std::task::Waker>> = const { std::cell::Cell::new(None) };
 }
 
-/// Whether no connection I/O of this shard waits.
-fn none_waits() -> bool {
-    WAITING.with(|waiting| waiting.borrow().is_empty())
+/// Whether the shard is idle: no connection I/O waits and no work is
+/// under way ([`Working`]).
+fn idle() -> bool {
+    WORKING.with(|working| working.get()) == 0
+        && WAITING.with(|waiting| waiting.borrow().is_empty())
         && LONG_WAITING.with(|waiting| waiting.borrow().is_empty())
+}
+
+/// Starts a parked heartbeat beating again.
+fn unpark() {
+    if let Some(heartbeat) = PARKED.with(|parked| parked.take()) {
+        heartbeat.wake();
+    }
+}
+
+/// Held while the shard works on something: a request (until its answer
+/// is written), a peer's message, an asynchronous call, start-up. While
+/// any is held the heartbeat beats, whether or not connection I/O waits.
+///
+/// A beat wakes the shard, and a shard that wakes takes in the wake-ups
+/// other threads sent it. glommio 0.9 fails now and then to signal one
+/// to a sleeping shard: a blocking-pool job's completion
+/// (`spawn_blocking`), a waker called from another thread (a RADOS
+/// worker, WASI's tokio threads). A shard with nothing else to wake it
+/// then sleeps for ever with the task still waiting; a node's start-up
+/// hung that way, compiling its functions on the blocking pool.
+/// `runtime/examples/lost_wakeups.rs` reproduces it: with the 2 ms
+/// preemption timer shards use ([`crate::limits::SHARD_PREEMPT_MS`]) and
+/// the cores contended, one wait in a few thousand never ends; a beat
+/// bounds what a lost wake-up costs to [`HEARTBEAT`]. (With a 20 or
+/// 100 ms timer none was lost in 800,000; but a shard needs the short one.)
+pub struct Working {
+    _private: (),
+}
+
+impl Working {
+    pub fn begin() -> Working {
+        WORKING.with(|working| working.set(working.get() + 1));
+        unpark();
+        Working { _private: () }
+    }
+}
+
+impl Drop for Working {
+    fn drop(&mut self) {
+        WORKING.with(|working| working.set(working.get() - 1));
+    }
 }
 
 /// Every [`HEARTBEAT`], wakes the tasks whose connection I/O waited since
 /// the last beat, so each polls its stream again; those that have waited
-/// long, every [`LONG_WAIT_BEATS`] beats. While no I/O waits it parks (an
-/// idle shard takes no timer wake-ups), and the next I/O that waits wakes
-/// it. Runs once per shard (a second call returns at once); spawn it on
+/// long, every [`LONG_WAIT_BEATS`] beats. While the shard is idle (no I/O
+/// waits, no [`Working`] is held) it parks, so an idle shard takes no
+/// timer wake-ups; the next I/O that waits or work that begins wakes it.
+/// Runs once per shard (a second call returns at once); spawn it on
 /// the shard's executor.
 pub async fn heartbeat() {
     if BEATING.with(|beating| beating.replace(true)) {
@@ -133,7 +176,7 @@ pub async fn heartbeat() {
     }
     loop {
         std::future::poll_fn(|cx| {
-            if none_waits() {
+            if idle() {
                 PARKED.with(|parked| parked.set(Some(cx.waker().clone())));
                 Poll::Pending
             } else {
@@ -337,6 +380,45 @@ mod tests {
                 glommio::timer::sleep(HEARTBEAT * 6).await;
                 let later = BEAT.with(|beat| beat.get());
                 anyhow::ensure!(later == after, "beats went on: {after} then {later}");
+                anyhow::Ok(())
+            })
+            .map_err(|e| anyhow::anyhow!("starting an executor: {e}"))?
+            .join()
+            .map_err(|e| anyhow::anyhow!("executor: {e:?}"))?
+    }
+
+    #[test]
+    fn work_under_way_keeps_the_heartbeat_beating_and_it_parks_after() -> anyhow::Result<()> {
+        glommio::LocalExecutorBuilder::default()
+            .spawn(|| async {
+                glommio::spawn_local(heartbeat()).detach();
+                let parked = || {
+                    PARKED.with(|parked| {
+                        let waker = parked.take();
+                        let is = waker.is_some();
+                        parked.set(waker);
+                        is
+                    })
+                };
+                glommio::timer::sleep(HEARTBEAT * 4).await;
+                anyhow::ensure!(parked(), "the heartbeat is not parked on an idle shard");
+                // Work begins with no connection I/O waiting: each beat
+                // wakes the shard, where wake-ups glommio failed to signal
+                // wait to be taken in.
+                let working = Working::begin();
+                let before = BEAT.with(|beat| beat.get());
+                glommio::timer::sleep(HEARTBEAT * 10).await;
+                let beats = BEAT.with(|beat| beat.get()) - before;
+                anyhow::ensure!(beats >= 5, "{beats} beats in 10 periods of work");
+                anyhow::ensure!(!parked(), "parked while work is under way");
+                // Work done: it parks again.
+                drop(working);
+                glommio::timer::sleep(HEARTBEAT * 4).await;
+                let after = BEAT.with(|beat| beat.get());
+                glommio::timer::sleep(HEARTBEAT * 6).await;
+                let later = BEAT.with(|beat| beat.get());
+                anyhow::ensure!(later == after, "beats went on: {after} then {later}");
+                anyhow::ensure!(parked(), "not parked once the work ended");
                 anyhow::Ok(())
             })
             .map_err(|e| anyhow::anyhow!("starting an executor: {e}"))?

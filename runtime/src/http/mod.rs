@@ -70,6 +70,9 @@ pub async fn serve(listener: TcpListener, shard: Rc<LocalShard>, api: Api) {
             let service = hyper::service::service_fn(move |request| {
                 let shard = shard.clone();
                 async move {
+                    // Until the handler's answer is ready; a streamed body
+                    // holds its own.
+                    let _working = io::Working::begin();
                     let metrics = shard.clone();
                     let handled = std::panic::AssertUnwindSafe(async move {
                         match api {

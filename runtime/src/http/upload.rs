@@ -421,6 +421,7 @@ async fn get_object(
         end: offset + len,
         part_bytes,
         _share: share,
+        _working: super::io::Working::begin(),
     };
     let body: Body = Box::pin(http_body_util::StreamBody::new(futures::stream::unfold(
         parts,
@@ -458,6 +459,8 @@ struct Parts {
     part_bytes: u64,
     /// The part's room in the node's HTTP buffers, held until the last part.
     _share: Share,
+    /// Each part is read from the store while hyper waits for it.
+    _working: super::io::Working,
 }
 
 type PartFrame = Result<hyper::body::Frame<bytes::Bytes>, BodyError>;
