@@ -6,9 +6,11 @@
 //! functions are built from source by `guests/build.sh` into `guests/out`
 //! (or `$FERRY_GUESTS`), which the harness runs when they are missing.
 
+use std::collections::VecDeque;
+use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Once;
+use std::sync::{Arc, Mutex, Once};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -68,6 +70,8 @@ pub fn guests() -> Result<PathBuf> {
 /// A running node; killed when dropped.
 pub struct Node {
     child: Child,
+    /// The node's last [`LOG_TAIL_LINES`] lines of log.
+    log: Log,
     pub http: String,
     pub upload: String,
     pub data: PathBuf,
@@ -167,10 +171,10 @@ impl Node {
             .args(&options.extra)
             .env(
                 "FERRY_LOG",
-                std::env::var("FERRY_LOG").unwrap_or_else(|_| "error".into()),
+                std::env::var("FERRY_LOG").unwrap_or_else(|_| NODE_LOG.into()),
             )
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
+            .stderr(Stdio::piped());
         if let Some(cwd) = &options.cwd {
             command.current_dir(cwd);
         }
@@ -182,6 +186,7 @@ impl Node {
         let mut child = command
             .spawn()
             .with_context(|| format!("starting {}", bin.display()))?;
+        let log = Log::follow(&mut child);
         let started = Instant::now();
         let (http, upload) = loop {
             if let Ok(text) = std::fs::read_to_string(&ready) {
@@ -195,11 +200,19 @@ impl Node {
                 break (addr("http")?, addr("upload")?);
             }
             if let Some(status) = child.try_wait()? {
-                bail!("ferry exited during start-up: {status}");
+                bail!(
+                    "ferry exited during start-up: {status}; its last lines of log:\n{}",
+                    log.tail()
+                );
             }
             if started.elapsed() > Duration::from_secs(120) {
+                let stacks = thread_stacks(child.id());
                 let _ = child.kill();
-                bail!("ferry did not become ready within 120 s");
+                bail!(
+                    "ferry did not become ready within 120 s; its last lines of log:\n{}\n\
+                     its threads' stacks:\n{stacks}",
+                    log.tail()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         };
@@ -210,6 +223,7 @@ impl Node {
             .new_agent();
         Ok(Node {
             child,
+            log,
             http,
             upload,
             data,
@@ -326,6 +340,11 @@ impl Node {
         self.child.id()
     }
 
+    /// The node's last lines of log, for an error message.
+    pub fn log_tail(&self) -> String {
+        self.log.tail()
+    }
+
     /// One scrape of `/metrics`.
     pub fn scrape(&self) -> Result<Scrape> {
         Ok(Scrape(self.get(&self.http, "/metrics")?.text()))
@@ -359,6 +378,73 @@ impl Node {
         self.child.kill()?;
         self.child.wait()?;
         Ok(self.data.clone())
+    }
+}
+
+/// The log level of a test's nodes unless `FERRY_LOG` says otherwise:
+/// warnings and errors, and each step of start-up (stores opened, Ceph
+/// connected, functions loaded), so that a node that fails to start says
+/// how far it got.
+const NODE_LOG: &str =
+    "warn,ferry_runtime::node=info,ferry_runtime::stores=info,ferry_storage=info";
+
+/// Lines of a node's log kept for an error message.
+const LOG_TAIL_LINES: usize = 60;
+
+/// A node's log: each line goes on to the test's stderr (libtest shows it
+/// when the test fails) and the last [`LOG_TAIL_LINES`] are kept.
+#[derive(Clone, Default)]
+struct Log(Arc<Mutex<VecDeque<String>>>);
+
+impl Log {
+    /// Follows the child's piped stderr on a thread of its own until the
+    /// child closes it.
+    fn follow(child: &mut Child) -> Log {
+        let log = Log::default();
+        if let Some(stderr) = child.stderr.take() {
+            let kept = log.clone();
+            // The thread inherits the test's output capture.
+            let _ = std::thread::Builder::new()
+                .name("node-log".into())
+                .spawn(move || {
+                    for line in std::io::BufReader::new(stderr).lines() {
+                        let Ok(line) = line else { break };
+                        eprintln!("{line}");
+                        let mut tail = kept.0.lock().unwrap_or_else(|e| e.into_inner());
+                        if tail.len() == LOG_TAIL_LINES {
+                            tail.pop_front();
+                        }
+                        tail.push_back(line);
+                    }
+                });
+        }
+        log
+    }
+
+    fn tail(&self) -> String {
+        let tail = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if tail.is_empty() {
+            return "(nothing)".into();
+        }
+        tail.iter().map(|line| format!("  {line}\n")).collect()
+    }
+}
+
+/// Every thread's stack of process `pid`, from gdb when it is installed:
+/// what a node that hangs is waiting for.
+fn thread_stacks(pid: u32) -> String {
+    let out = Command::new("gdb")
+        .args(["-p", &pid.to_string(), "-batch", "-nx"])
+        .args(["-ex", "thread apply all bt 30"])
+        .stdin(Stdio::null())
+        .output();
+    match out {
+        Ok(out) => String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|line| line.starts_with("Thread ") || line.starts_with('#'))
+            .map(|line| format!("  {line}\n"))
+            .collect(),
+        Err(e) => format!("  (no stacks: running gdb: {e})\n"),
     }
 }
 
