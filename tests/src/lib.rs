@@ -17,10 +17,28 @@ use anyhow::{bail, Context, Result};
 
 pub mod words;
 
-/// A free TCP port on `ip` (bound once and released; good enough for tests
-/// that must write ports into a cluster config before starting nodes).
-pub fn free_port(ip: &str) -> Result<u16> {
-    Ok(std::net::TcpListener::bind((ip, 0))?.local_addr()?.port())
+/// Free TCP ports for a cluster config written before its nodes start.
+/// Each port picked stays bound until the `Ports` is dropped, so one
+/// `Ports` never hands out the same port twice; a port bound and released
+/// at once could come back on the next pick (a node then refused its own
+/// config: "the invocation and upload ports must differ"). Drop it before
+/// the nodes start.
+#[derive(Default)]
+pub struct Ports(Vec<std::net::TcpListener>);
+
+impl Ports {
+    pub fn new() -> Ports {
+        Ports::default()
+    }
+
+    /// A free port on `ip`, held until this `Ports` is dropped.
+    pub fn pick(&mut self, ip: &str) -> Result<u16> {
+        let listener = std::net::TcpListener::bind((ip, 0))
+            .with_context(|| format!("binding a free port on {ip}"))?;
+        let port = listener.local_addr()?.port();
+        self.0.push(listener);
+        Ok(port)
+    }
 }
 
 /// The workspace root.
@@ -485,14 +503,16 @@ impl Cluster {
     pub fn configure(nodes: &[(&str, &str, &str)]) -> Result<Cluster> {
         let scratch = tempfile::tempdir()?;
         let mut config = String::from("[storage]\nbackend = \"embedded\"\n");
+        let mut ports = Ports::new();
         for (name, role, host) in nodes {
             config.push_str(&format!(
                 "[[nodes]]\nname = \"{name}\"\nrole = \"{role}\"\nhost = \"{host}\"\nhttp_port = {}\nupload_port = {}\ntransport_port = {}\n",
-                free_port(host)?,
-                free_port(host)?,
-                free_port(host)?
+                ports.pick(host)?,
+                ports.pick(host)?,
+                ports.pick(host)?
             ));
         }
+        drop(ports);
         let path = scratch.path().join("cluster.toml");
         std::fs::write(&path, &config)?;
         Ok(Cluster {

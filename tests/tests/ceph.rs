@@ -131,15 +131,17 @@ fn placement_matches_ceph_osd_map() -> Result<()> {
     let ceph = Ceph::start()?;
     let scratch = tempfile::tempdir()?;
     // start.sh puts osd.0 under CRUSH host storage-0.
+    let mut ports = ferry_tests::Ports::new();
     let config = format!(
         "[storage]\nbackend = \"ceph\"\nceph_conf = \"{}\"\nceph_pool = \"ferry\"\n\
          [[nodes]]\nname = \"storage-0\"\nrole = \"all\"\nhost = \"127.0.0.1\"\nceph_host = \"storage-0\"\n\
          http_port = {}\nupload_port = {}\ntransport_port = {}\n",
         ceph.conf().display(),
-        ferry_tests::free_port("127.0.0.1")?,
-        ferry_tests::free_port("127.0.0.1")?,
-        ferry_tests::free_port("127.0.0.1")?,
+        ports.pick("127.0.0.1")?,
+        ports.pick("127.0.0.1")?,
+        ports.pick("127.0.0.1")?,
     );
+    drop(ports);
     let config_path = scratch.path().join("cluster.toml");
     std::fs::write(&config_path, config)?;
     let node = Node::start(NodeOptions {

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, ensure, Context, Result};
 use ferry_tests::words::{text, wordcount, Rng};
-use ferry_tests::{free_port, root, Node, NodeOptions};
+use ferry_tests::{root, Node, NodeOptions, Ports};
 use serde_json::{json, Value};
 
 const OSDS: usize = 3;
@@ -164,6 +164,7 @@ impl Arrangement {
             ceph.conf().display()
         );
         let mut names = Vec::new();
+        let mut ports = Ports::new();
         for i in 0..=OSDS {
             let host = format!("{net}.{}", i + 1);
             let (name, role) = if i < OSDS {
@@ -174,15 +175,16 @@ impl Arrangement {
             config.push_str(&format!(
                 "[[nodes]]\nname = \"{name}\"\nrole = \"{role}\"\nhost = \"{host}\"\n\
                  http_port = {}\nupload_port = {}\ntransport_port = {}\n",
-                free_port(&host)?,
-                free_port(&host)?,
-                free_port(&host)?
+                ports.pick(&host)?,
+                ports.pick(&host)?,
+                ports.pick(&host)?
             ));
             if role == "storage" {
                 config.push_str(&format!("ceph_host = \"{name}\"\n"));
             }
             names.push(name);
         }
+        drop(ports);
         let path = scratch.path().join("cluster.toml");
         std::fs::write(&path, config)?;
         let mut nodes = Vec::new();
