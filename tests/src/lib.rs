@@ -448,11 +448,11 @@ impl Log {
     }
 }
 
-/// Every thread's stack of process `pid`, from gdb when it is installed:
-/// what a node that hangs is waiting for.
+/// Every thread's stack of process `pid`, from gdb when it is installed
+/// (given 60 s at most): what a node that hangs is waiting for.
 fn thread_stacks(pid: u32) -> String {
-    let out = Command::new("gdb")
-        .args(["-p", &pid.to_string(), "-batch", "-nx"])
+    let out = Command::new("timeout")
+        .args(["60", "gdb", "-p", &pid.to_string(), "-batch", "-nx"])
         .args(["-ex", "thread apply all bt 30"])
         .stdin(Stdio::null())
         .output();
