@@ -88,8 +88,6 @@ pub fn guests() -> Result<PathBuf> {
 /// A running node; killed when dropped.
 pub struct Node {
     child: Child,
-    /// The node's last [`LOG_TAIL_LINES`] lines of log.
-    log: Log,
     pub http: String,
     pub upload: String,
     pub data: PathBuf,
@@ -204,7 +202,7 @@ impl Node {
         let mut child = command
             .spawn()
             .with_context(|| format!("starting {}", bin.display()))?;
-        let log = Log::follow(&mut child);
+        let (log, reader) = Log::follow(&mut child);
         let started = Instant::now();
         let (http, upload) = loop {
             if let Ok(text) = std::fs::read_to_string(&ready) {
@@ -218,6 +216,10 @@ impl Node {
                 break (addr("http")?, addr("upload")?);
             }
             if let Some(status) = child.try_wait()? {
+                // Its last lines may still be in the pipe: read to the end.
+                if let Some(reader) = reader {
+                    let _ = reader.join();
+                }
                 bail!(
                     "ferry exited during start-up: {status}; its last lines of log:\n{}",
                     log.tail()
@@ -241,7 +243,6 @@ impl Node {
             .new_agent();
         Ok(Node {
             child,
-            log,
             http,
             upload,
             data,
@@ -358,11 +359,6 @@ impl Node {
         self.child.id()
     }
 
-    /// The node's last lines of log, for an error message.
-    pub fn log_tail(&self) -> String {
-        self.log.tail()
-    }
-
     /// One scrape of `/metrics`.
     pub fn scrape(&self) -> Result<Scrape> {
         Ok(Scrape(self.get(&self.http, "/metrics")?.text()))
@@ -416,27 +412,38 @@ struct Log(Arc<Mutex<VecDeque<String>>>);
 
 impl Log {
     /// Follows the child's piped stderr on a thread of its own until the
-    /// child closes it.
-    fn follow(child: &mut Child) -> Log {
+    /// child closes it; the thread, when it started. A line that is not
+    /// UTF-8 is passed on with replacement characters: the thread must
+    /// read to the end, or a node writing to a full pipe would block.
+    fn follow(child: &mut Child) -> (Log, Option<std::thread::JoinHandle<()>>) {
         let log = Log::default();
-        if let Some(stderr) = child.stderr.take() {
-            let kept = log.clone();
-            // The thread inherits the test's output capture.
-            let _ = std::thread::Builder::new()
-                .name("node-log".into())
-                .spawn(move || {
-                    for line in std::io::BufReader::new(stderr).lines() {
-                        let Ok(line) = line else { break };
-                        eprintln!("{line}");
-                        let mut tail = kept.0.lock().unwrap_or_else(|e| e.into_inner());
-                        if tail.len() == LOG_TAIL_LINES {
-                            tail.pop_front();
-                        }
-                        tail.push_back(line);
+        let Some(stderr) = child.stderr.take() else {
+            return (log, None);
+        };
+        let kept = log.clone();
+        // The thread inherits the test's output capture.
+        let reader = std::thread::Builder::new()
+            .name("node-log".into())
+            .spawn(move || {
+                let mut stderr = std::io::BufReader::new(stderr);
+                let mut bytes = Vec::new();
+                loop {
+                    bytes.clear();
+                    match stderr.read_until(b'\n', &mut bytes) {
+                        Ok(0) | Err(_) => break,
+                        Ok(_) => {}
                     }
-                });
-        }
-        log
+                    let line = String::from_utf8_lossy(&bytes).trim_end().to_owned();
+                    eprintln!("{line}");
+                    let mut tail = kept.0.lock().unwrap_or_else(|e| e.into_inner());
+                    if tail.len() == LOG_TAIL_LINES {
+                        tail.pop_front();
+                    }
+                    tail.push_back(line);
+                }
+            })
+            .ok();
+        (log, reader)
     }
 
     fn tail(&self) -> String {
