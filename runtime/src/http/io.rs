@@ -294,40 +294,71 @@ mod tests {
         }
     }
 
-    /// Reads from a [`Silent`] stream that becomes readable after `ready`,
-    /// with the heartbeat running: how long the read took and how often
-    /// the stream was polled.
-    fn silent_read(ready: Duration) -> anyhow::Result<(Duration, u32)> {
+    /// Runs `test` on a new executor with the heartbeat spawned, as a
+    /// shard runs.
+    fn on_a_shard<T, F>(test: impl FnOnce() -> F + Send + 'static) -> anyhow::Result<T>
+    where
+        T: Send + 'static,
+        F: std::future::Future<Output = anyhow::Result<T>> + 'static,
+    {
         glommio::LocalExecutorBuilder::default()
             .spawn(move || async move {
                 glommio::spawn_local(heartbeat()).detach();
-                let polls = Rc::new(Cell::new(0));
-                let started = Instant::now();
-                let mut io = GlommioIo::new(Silent {
-                    ready_at: started + ready,
-                    polls: polls.clone(),
-                });
-                let mut storage = [std::mem::MaybeUninit::<u8>::uninit(); 16];
-                let mut buf = hyper::rt::ReadBuf::uninit(&mut storage);
-                let read = std::future::poll_fn(|cx| {
-                    hyper::rt::Read::poll_read(Pin::new(&mut io), cx, buf.unfilled())
-                });
-                // Without the heartbeat, nothing would ever wake this read.
-                glommio::timer::timeout(ready + Duration::from_secs(5), async { Ok(read.await) })
-                    .await
-                    .map_err(|e| anyhow::anyhow!("the read was never woken: {e}"))??;
-                let took = started.elapsed();
-                anyhow::ensure!(buf.filled() == b"x", "read {:?}", buf.filled());
-                anyhow::Ok((took, polls.get()))
+                test().await
             })
             .map_err(|e| anyhow::anyhow!("starting an executor: {e}"))?
             .join()
             .map_err(|e| anyhow::anyhow!("executor: {e:?}"))?
     }
 
+    /// Reads from a [`Silent`] stream that becomes readable after `ready`:
+    /// how long the read took and how often the stream was polled.
+    async fn read_silently(ready: Duration) -> anyhow::Result<(Duration, u32)> {
+        let polls = Rc::new(Cell::new(0));
+        let started = Instant::now();
+        let mut io = GlommioIo::new(Silent {
+            ready_at: started + ready,
+            polls: polls.clone(),
+        });
+        let mut storage = [std::mem::MaybeUninit::<u8>::uninit(); 16];
+        let mut buf = hyper::rt::ReadBuf::uninit(&mut storage);
+        let read = std::future::poll_fn(|cx| {
+            hyper::rt::Read::poll_read(Pin::new(&mut io), cx, buf.unfilled())
+        });
+        // Without the heartbeat, nothing would ever wake this read.
+        glommio::timer::timeout(ready + Duration::from_secs(5), async { Ok(read.await) })
+            .await
+            .map_err(|e| anyhow::anyhow!("the read was never woken: {e}"))??;
+        let took = started.elapsed();
+        anyhow::ensure!(buf.filled() == b"x", "read {:?}", buf.filled());
+        Ok((took, polls.get()))
+    }
+
+    /// Whether this shard's heartbeat is parked.
+    fn parked() -> bool {
+        PARKED.with(|parked| {
+            let waker = parked.take();
+            let is = waker.is_some();
+            parked.set(waker);
+            is
+        })
+    }
+
+    /// Waits a few beats for the heartbeat to park, then checks that no
+    /// beat follows.
+    async fn parks_again() -> anyhow::Result<()> {
+        glommio::timer::sleep(HEARTBEAT * 4).await;
+        let after = BEAT.with(|beat| beat.get());
+        glommio::timer::sleep(HEARTBEAT * 6).await;
+        let later = BEAT.with(|beat| beat.get());
+        anyhow::ensure!(later == after, "beats went on: {after} then {later}");
+        anyhow::ensure!(parked(), "not parked");
+        Ok(())
+    }
+
     #[test]
     fn a_read_whose_wake_up_is_lost_is_polled_again_by_the_heartbeat() -> anyhow::Result<()> {
-        let (took, polls) = silent_read(Duration::from_millis(50))?;
+        let (took, polls) = on_a_shard(|| read_silently(Duration::from_millis(50)))?;
         // A few beats at most (slack for a loaded machine), far below the
         // 5 s a read nothing wakes would take.
         anyhow::ensure!(
@@ -341,93 +372,42 @@ mod tests {
 
     #[test]
     fn the_heartbeat_parks_while_nothing_waits_and_a_read_wakes_it() -> anyhow::Result<()> {
-        glommio::LocalExecutorBuilder::default()
-            .spawn(|| async {
-                glommio::spawn_local(heartbeat()).detach();
-                // Nothing waits: no beat at all.
-                glommio::timer::sleep(HEARTBEAT * 6).await;
-                let idle = BEAT.with(|beat| beat.get());
-                anyhow::ensure!(idle == 0, "{idle} beats with nothing waiting");
-                anyhow::ensure!(
-                    PARKED.with(|parked| {
-                        let waker = parked.take();
-                        let is = waker.is_some();
-                        parked.set(waker);
-                        is
-                    }),
-                    "the heartbeat is not parked"
-                );
-                // A read that waits, and whose wake-up is lost, wakes it and
-                // is polled again within a few beats.
-                let polls = Rc::new(Cell::new(0));
-                let started = Instant::now();
-                let mut io = GlommioIo::new(Silent {
-                    ready_at: started + Duration::from_millis(50),
-                    polls: polls.clone(),
-                });
-                let mut storage = [std::mem::MaybeUninit::<u8>::uninit(); 16];
-                let mut buf = hyper::rt::ReadBuf::uninit(&mut storage);
-                let read = std::future::poll_fn(|cx| {
-                    hyper::rt::Read::poll_read(Pin::new(&mut io), cx, buf.unfilled())
-                });
-                glommio::timer::timeout(Duration::from_secs(5), async { Ok(read.await) })
-                    .await
-                    .map_err(|e| anyhow::anyhow!("the read was never woken: {e}"))??;
-                let took = started.elapsed();
-                anyhow::ensure!(
-                    took < Duration::from_millis(50) + HEARTBEAT * 8,
-                    "the read took {took:?}"
-                );
-                // Done waiting: it parks again after a beat or two.
-                glommio::timer::sleep(HEARTBEAT * 4).await;
-                let after = BEAT.with(|beat| beat.get());
-                glommio::timer::sleep(HEARTBEAT * 6).await;
-                let later = BEAT.with(|beat| beat.get());
-                anyhow::ensure!(later == after, "beats went on: {after} then {later}");
-                anyhow::Ok(())
-            })
-            .map_err(|e| anyhow::anyhow!("starting an executor: {e}"))?
-            .join()
-            .map_err(|e| anyhow::anyhow!("executor: {e:?}"))?
+        on_a_shard(|| async {
+            // Nothing waits: no beat at all.
+            glommio::timer::sleep(HEARTBEAT * 6).await;
+            let idle = BEAT.with(|beat| beat.get());
+            anyhow::ensure!(idle == 0, "{idle} beats with nothing waiting");
+            anyhow::ensure!(parked(), "the heartbeat is not parked");
+            // A read that waits, and whose wake-up is lost, wakes it and is
+            // polled again within a few beats.
+            let (took, _) = read_silently(Duration::from_millis(50)).await?;
+            anyhow::ensure!(
+                took < Duration::from_millis(50) + HEARTBEAT * 8,
+                "the read took {took:?}"
+            );
+            // Done waiting: it parks again.
+            parks_again().await
+        })
     }
 
     #[test]
     fn work_under_way_keeps_the_heartbeat_beating_and_it_parks_after() -> anyhow::Result<()> {
-        glommio::LocalExecutorBuilder::default()
-            .spawn(|| async {
-                glommio::spawn_local(heartbeat()).detach();
-                let parked = || {
-                    PARKED.with(|parked| {
-                        let waker = parked.take();
-                        let is = waker.is_some();
-                        parked.set(waker);
-                        is
-                    })
-                };
-                glommio::timer::sleep(HEARTBEAT * 4).await;
-                anyhow::ensure!(parked(), "the heartbeat is not parked on an idle shard");
-                // Work begins with no connection I/O waiting: each beat
-                // wakes the shard, where wake-ups glommio failed to signal
-                // wait to be taken in.
-                let working = Working::begin();
-                let before = BEAT.with(|beat| beat.get());
-                glommio::timer::sleep(HEARTBEAT * 10).await;
-                let beats = BEAT.with(|beat| beat.get()) - before;
-                anyhow::ensure!(beats >= 5, "{beats} beats in 10 periods of work");
-                anyhow::ensure!(!parked(), "parked while work is under way");
-                // Work done: it parks again.
-                drop(working);
-                glommio::timer::sleep(HEARTBEAT * 4).await;
-                let after = BEAT.with(|beat| beat.get());
-                glommio::timer::sleep(HEARTBEAT * 6).await;
-                let later = BEAT.with(|beat| beat.get());
-                anyhow::ensure!(later == after, "beats went on: {after} then {later}");
-                anyhow::ensure!(parked(), "not parked once the work ended");
-                anyhow::Ok(())
-            })
-            .map_err(|e| anyhow::anyhow!("starting an executor: {e}"))?
-            .join()
-            .map_err(|e| anyhow::anyhow!("executor: {e:?}"))?
+        on_a_shard(|| async {
+            glommio::timer::sleep(HEARTBEAT * 4).await;
+            anyhow::ensure!(parked(), "the heartbeat is not parked on an idle shard");
+            // Work begins with no connection I/O waiting: each beat wakes
+            // the shard, where wake-ups glommio failed to signal wait to be
+            // taken in.
+            let working = Working::begin();
+            let before = BEAT.with(|beat| beat.get());
+            glommio::timer::sleep(HEARTBEAT * 10).await;
+            let beats = BEAT.with(|beat| beat.get()) - before;
+            anyhow::ensure!(beats >= 5, "{beats} beats in 10 periods of work");
+            anyhow::ensure!(!parked(), "parked while work is under way");
+            // Work done: it parks again.
+            drop(working);
+            parks_again().await
+        })
     }
 
     #[test]
@@ -435,7 +415,7 @@ mod tests {
         // Readable after 32 beats: polled at each of the first 20, then at
         // the 40th. Polled every beat, it would take 33 polls.
         let ready = HEARTBEAT * 32;
-        let (took, polls) = silent_read(ready)?;
+        let (took, polls) = on_a_shard(move || read_silently(ready))?;
         let long = u32::try_from(LONG_WAIT_BEATS)?;
         anyhow::ensure!(polls <= long + 4, "{polls} polls in {took:?}");
         // Still found within one long period (and slack for a loaded machine).
